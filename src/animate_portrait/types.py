@@ -1,0 +1,128 @@
+"""Small typed values that travel between pipeline stages.
+
+Coordinates are always (x, y) in pixels of the image they refer to, float32.
+Images are always RGB uint8 arrays of shape (H, W, 3) unless a name says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+N_POINTS = 68  # the iBUG 68-point layout used by dlib, face-alignment and the paper
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """68 iBUG points of one face, (x, y) pixels in the image they were found in."""
+
+    points: np.ndarray  # (68, 2) float32
+
+    def __post_init__(self) -> None:
+        if self.points.shape != (N_POINTS, 2):
+            raise ValueError(f"expected (68, 2) landmarks, got {self.points.shape}")
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """Tight bounding box (x0, y0, x1, y1) of the points."""
+        x0, y0 = self.points.min(axis=0)
+        x1, y1 = self.points.max(axis=0)
+        return float(x0), float(y0), float(x1), float(y1)
+
+    @property
+    def size(self) -> float:
+        """A pose-robust face scale: the diagonal of the tight box."""
+        x0, y0, x1, y1 = self.box
+        return float(np.hypot(x1 - x0, y1 - y0))
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A square, axis-aligned face crop: `side` source pixels around `center`, resized to `size`².
+
+    Axis-aligned (no rotation) so that paste-back is a plain resize + feathered blend of one box.
+    """
+
+    center: tuple[float, float]
+    side: float
+    size: int
+
+    @property
+    def scale(self) -> float:
+        """Crop pixels per source pixel."""
+        return self.size / self.side
+
+    @property
+    def origin(self) -> tuple[float, float]:
+        return self.center[0] - self.side / 2, self.center[1] - self.side / 2
+
+    def to_crop(self, points: np.ndarray) -> np.ndarray:
+        """Map (N, 2) source-image points into crop pixels."""
+        ox, oy = self.origin
+        return ((points - np.array([ox, oy], np.float32)) * self.scale).astype(np.float32)
+
+    def to_image(self, points: np.ndarray) -> np.ndarray:
+        """Map (N, 2) crop pixels back into source-image points."""
+        ox, oy = self.origin
+        return (points / self.scale + np.array([ox, oy], np.float32)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SourceFace:
+    """One portrait image prepared for rendering: the whole picture and its face crop."""
+
+    path: Path
+    image: np.ndarray  # full picture, RGB uint8
+    crop: Crop
+    face: np.ndarray  # (size, size, 3) RGB uint8 crop of `image`
+    points: np.ndarray  # (68, 2) float32 landmarks in crop pixels
+    n_faces: int = 1  # faces found in the picture; the largest was taken
+
+
+@dataclass
+class Motion:
+    """A driver analysed once: landmarks per frame (driver pixels), reusable for many portraits."""
+
+    points: np.ndarray  # (T, 68, 2) float32, gaps already filled and smoothed
+    found: np.ndarray  # (T,) bool: whether a face was detected in that frame (False: filled from neighbours)
+    fps: float
+    frame_size: tuple[int, int]  # (width, height) of the driver video
+    source: str = ""  # the driver video's path, used to copy its audio; may be empty
+    has_audio: bool = False
+    n_faces_max: int = 1  # most faces seen in one frame; the largest was followed
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.points.shape[0])
+
+    @property
+    def n_filled(self) -> int:
+        return int((~self.found).sum())
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float
+    size: tuple[int, int]  # (width, height)
+    n_frames: int  # from the container; may be an estimate, trust the decoded count
+    has_audio: bool
+    audio_codec: str | None = None
+
+
+@dataclass
+class RenderConfig:
+    """What the user chose; the pipeline reads it, the stages get only the parts they need."""
+
+    size: int = 256
+    engine: str = "warp"
+    device: str = "auto"
+    landmarks: str = "dlib"
+    relative: bool = True
+    crop_only: bool = False
+    audio: bool = True
+    max_frames: int | None = None
+    weights: Path | None = None
+    overwrite: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
