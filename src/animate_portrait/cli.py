@@ -1,0 +1,227 @@
+"""The command line: parses, calls the Pipeline, prints. Nothing else lives here.
+
+Exit codes: 0 ok · 1 bad input · 2 usage · 3 internal fault · 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__
+from .console import EXIT_INPUT, EXIT_INTERRUPTED, Reporter, fail
+from .errors import InputError
+from .types import RenderConfig
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Bring a portrait to life: its face talks, blinks and turns as the person in a driving video does.",
+)
+
+# Options shared by the commands that render.
+Driver = Annotated[Path, typer.Option("--driver", "-d", help="Driving video, or a motion file (.npz).")]
+Engine = Annotated[str, typer.Option(help="Renderer: neural | warp | static.")]
+Size = Annotated[int, typer.Option(help="Working resolution of the face crop.")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | mps (auto takes the GPU when present).")]
+Weights = Annotated[Path | None, typer.Option(help="Weights file for the neural engine.")]
+Marks = Annotated[str, typer.Option("--landmarks", help="Landmark backend: dlib | fan.")]
+Relative = Annotated[
+    bool, typer.Option("--relative/--absolute", help="Apply the driver's motion relative to its first frame.")
+]
+CropOnly = Annotated[bool, typer.Option(help="Write the aligned face crop instead of the whole picture.")]
+MaxFrames = Annotated[int | None, typer.Option(help="Stop after this many driver frames.")]
+NoAudio = Annotated[bool, typer.Option("--no-audio", help="Do not copy the driver's audio.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing output file.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no messages.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
+
+DEFAULT_ENGINE = "warp"
+
+
+def _config(engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite):
+    if engine not in ("neural", "warp", "static"):
+        raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
+    if landmarks not in ("dlib", "fan"):
+        raise typer.BadParameter(f"unknown backend {landmarks!r}", param_hint="--landmarks")
+    if size < 64 or size % 8:
+        raise typer.BadParameter("must be a multiple of 8, at least 64", param_hint="--size")
+    return RenderConfig(
+        size=size,
+        engine=engine,
+        device=device,
+        landmarks=landmarks,
+        relative=relative,
+        crop_only=crop_only,
+        audio=not no_audio,
+        max_frames=max_frames,
+        weights=weights,
+        overwrite=overwrite,
+    )
+
+
+@app.command(
+    "animate",
+    epilog="Example: animate-portrait mona_lisa.jpg --driver talk.mp4 -o out.mp4",
+)
+def animate(
+    sources: Annotated[list[Path], typer.Argument(help="One or more images of the same person (K-shot).")],
+    driver: Driver,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output MP4.")],
+    engine: Engine = DEFAULT_ENGINE,
+    size: Size = 256,
+    device: Device = "auto",
+    weights: Weights = None,
+    landmarks: Marks = "dlib",
+    relative: Relative = True,
+    crop_only: CropOnly = False,
+    max_frames: MaxFrames = None,
+    no_audio: NoAudio = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Animate SOURCE image(s) with a driving video into one MP4."""
+    from .pipeline import Pipeline, check_sources
+
+    config = _config(engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite)
+    report = Reporter(quiet=quiet)
+    with report.guard():
+        check_sources(sources)
+        from . import video
+
+        video.check_output(output, overwrite)
+        pipeline = Pipeline(config)
+        pipeline.renderer  # load weights before the long driver analysis: bad weights fail fast
+        driving = report.analyse(pipeline, driver)
+        with report.bar("rendering", driving.n_frames if not max_frames else min(max_frames, driving.n_frames)) as step:
+            result = pipeline.animate(sources, driving, output, progress=step)
+        report.done(result, as_json)
+
+
+@app.command("motion", epilog="Example: animate-portrait motion talk.mp4 -o talk.motion.npz")
+def motion_cmd(
+    video_path: Annotated[Path, typer.Argument(metavar="VIDEO", help="Driving video to analyse once.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Motion file (.npz).")],
+    landmarks: Marks = "dlib",
+    max_frames: MaxFrames = None,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Analyse a driving video once (landmarks per frame) for reuse on many portraits."""
+    from . import motion, video
+    from .pipeline import Pipeline
+
+    report = Reporter(quiet=quiet)
+    with report.guard():
+        if output.suffix.lower() != ".npz":
+            raise InputError(output, "a motion file must end in .npz")
+        video.check_output(output, overwrite)
+        pipeline = Pipeline(RenderConfig(landmarks=landmarks, max_frames=max_frames))
+        driving = report.analyse(pipeline, video_path)
+        motion.save_motion(driving, output)
+        summary = {"output": str(output), "frames": driving.n_frames, "fps": driving.fps, "filled": driving.n_filled}
+        report.emit(summary, as_json, f"wrote {output} ({driving.n_frames} frames)")
+
+
+@app.command(
+    "batch",
+    epilog="Example: ls *.jpg | animate-portrait batch - --driver talk.mp4 --output-dir out/ --json",
+)
+def batch(
+    portraits: Annotated[list[str], typer.Argument(help="Portrait images; '-' reads one path per line from stdin.")],
+    driver: Driver,
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Folder for <portrait>.mp4 files.")],
+    engine: Engine = DEFAULT_ENGINE,
+    size: Size = 256,
+    device: Device = "auto",
+    weights: Weights = None,
+    landmarks: Marks = "dlib",
+    relative: Relative = True,
+    crop_only: CropOnly = False,
+    max_frames: MaxFrames = None,
+    no_audio: NoAudio = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Animate many portraits with one driver, analysed once. A failed portrait does not stop the others."""
+    from .batch import run_batch
+
+    config = _config(engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite)
+    report = Reporter(quiet=quiet)
+    with report.guard():
+        paths = _expand_stdin(portraits)
+        failed = run_batch(paths, driver, output_dir, config, report, as_json)
+    if failed:
+        raise typer.Exit(EXIT_INPUT)
+
+
+@app.command("demo")
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output MP4.")] = Path("demo.mp4"),
+    engine: Engine = DEFAULT_ENGINE,
+    device: Device = "auto",
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Run the main job on an embedded default: NASA's astronaut portrait with a shipped motion file."""
+    from .assets import demo_motion_path, demo_portrait_path
+    from .pipeline import Pipeline
+
+    report = Reporter(quiet=quiet)
+    with report.guard():
+        config = _config(engine, 256, device, None, "dlib", True, False, None, True, overwrite)
+        pipeline = Pipeline(config)
+        portrait = demo_portrait_path()
+        driving = pipeline.analyse(demo_motion_path())
+        with report.bar("rendering", driving.n_frames) as step:
+            result = pipeline.animate([portrait], driving, output, progress=step)
+        report.done(result, as_json)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def _expand_stdin(items: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for item in items:
+        if item == "-":
+            paths.extend(Path(line.strip()) for line in sys.stdin if line.strip())
+        else:
+            paths.append(Path(item))
+    return paths
+
+
+def _register_optional_commands() -> None:
+    """prepare / train / evaluate / bench live in their own modules; they register themselves here."""
+    from .commands import register
+
+    register(app)
+
+
+SUBCOMMANDS = {"animate", "motion", "batch", "demo", "version", "prepare", "train", "evaluate", "bench", "finetune"}
+
+
+def main() -> None:
+    """Entry point. `animate-portrait IMG --driver V -o OUT` is the `animate` command without its name."""
+    argv = sys.argv[1:]
+    if argv and argv[0] not in SUBCOMMANDS and argv[0] not in ("--help", "-h", "--version"):
+        argv = ["animate", *argv]
+    if argv[:1] == ["--version"]:
+        argv = ["version"]
+    _register_optional_commands()
+    try:
+        app(args=argv, prog_name="animate-portrait", standalone_mode=True)
+    except KeyboardInterrupt:
+        fail("interrupted; no output was written")
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,122 @@
+"""What the user sees: progress bars on a terminal, one-line errors, summaries (JSON on request).
+
+Messages go to stderr; stdout carries only results (the --json lines), so pipelines stay clean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+    from .types import Motion
+
+stderr = Console(stderr=True, highlight=False)
+EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 130
+DEBUG = os.environ.get("ANIMATE_PORTRAIT_DEBUG") == "1"
+
+
+def fail(message: str) -> None:
+    """One line on stderr, no traceback."""
+    stderr.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+
+
+class Reporter:
+    """Progress and messages for one command; silent with -q or when stderr is not a terminal."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.show_bars = not quiet and stderr.is_terminal
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            stderr.print(message, soft_wrap=True)
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Turn failures into exit codes: bad input 1, internal fault 3, Ctrl-C 130."""
+        try:
+            yield
+        except InputError as err:
+            fail(str(err))
+            raise typer.Exit(EXIT_INPUT) from None
+        except KeyboardInterrupt:
+            fail("interrupted; no output was written")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as err:  # noqa: BLE001 - the last line of defence before the shell
+            if DEBUG:
+                raise
+            fail(f"internal error: {type(err).__name__}: {err} (set ANIMATE_PORTRAIT_DEBUG=1 for a traceback)")
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    @contextmanager
+    def bar(self, label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        """A rich progress bar with frames/s and ETA; yields `step(n)`."""
+        if not self.show_bars:
+            yield lambda n=1: None
+            return
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]}"),
+            TimeRemainingColumn(),
+            console=stderr,
+            transient=True,
+        )
+        with progress:
+            task = progress.add_task(label, total=total, fps="")
+
+            def step(n: int = 1) -> None:
+                progress.advance(task, n)
+                speed = progress.tasks[0].speed
+                if speed:
+                    progress.update(task, fps=f"{speed:.1f} fr/s")
+
+            yield step
+
+    def analyse(self, pipeline: Pipeline, driver: Path) -> Motion:
+        """Analyse the driver (or read its motion file) under a progress bar, and say what was odd."""
+        total = None
+        if Path(driver).suffix.lower() != ".npz":
+            from . import video
+
+            total = video.probe(Path(driver)).n_frames or None
+            if pipeline.config.max_frames and total:
+                total = min(total, pipeline.config.max_frames)
+        with self.bar("driver landmarks", total) as step:
+            driving = pipeline.analyse(driver, on_frame=lambda: step(1))
+        if driving.n_filled:
+            self.info(f"{driver}: no face in {driving.n_filled} of {driving.n_frames} frames; filled from neighbours")
+        if driving.n_faces_max > 1:
+            self.info(f"{driver}: several faces seen; following the largest")
+        return driving
+
+    def emit(self, summary: dict, as_json: bool, line: str) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
+            sys.stdout.flush()
+        else:
+            self.info(line)
+
+    def done(self, result: object, as_json: bool) -> None:
+        summary = asdict(result) if is_dataclass(result) else dict(result)
+        if summary.get("faces_in_portrait", 1) > 1:
+            self.info(f"{summary['source']}: {summary['faces_in_portrait']} faces found; animated the largest")
+        line = f"wrote {summary['output']} ({summary['frames']} frames, {summary['width']}×{summary['height']})"
+        self.emit(summary, as_json, line)

@@ -1,0 +1,191 @@
+"""Pipeline: wires the stages for one portrait; the CLI, batch, demo and evaluation all go through it.
+
+    sources ─► landmarks ─► crop ─┐
+    driver ──► Motion ─► retarget ┴► Renderer ─► paste back ─► VideoWriter (+ driver audio)
+
+Everything after `analyse` streams in small batches: memory does not grow with the video's length.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import face, motion, video
+from .engines import Renderer, get_renderer
+from .errors import InputError, NoFaceError
+from .landmarks import LandmarkDetector, get_detector
+from .types import Landmarks, Motion, RenderConfig, SourceFace
+
+MOTION_SUFFIX = ".npz"
+# Past this side a portrait is downscaled before anything else: H.264 and memory stay sane (8000² → 3840²).
+MAX_PORTRAIT_SIDE = 3840
+RENDER_BATCH = 8
+
+Progress = Callable[[int], None]  # called with the number of frames just finished
+
+
+@dataclass(frozen=True)
+class AnimateResult:
+    """What one run produced; the CLI prints it (as JSON with --json)."""
+
+    source: str
+    output: str
+    frames: int
+    fps: float
+    width: int
+    height: int
+    audio: bool
+    driver_frames_filled: int
+    faces_in_portrait: int
+    seconds: float
+
+
+def resolve_device(name: str) -> str:
+    """`auto` takes CUDA, then Apple's MPS, then the CPU."""
+    if name != "auto":
+        return name
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _downscale(image: np.ndarray, max_side: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image
+    from PIL import Image
+
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+
+
+class Pipeline:
+    """One configured set of stages: a landmark detector and a renderer, reused across portraits."""
+
+    def __init__(self, config: RenderConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self._detector: LandmarkDetector | None = None
+        self._renderer: Renderer | None = None
+
+    @property
+    def detector(self) -> LandmarkDetector:
+        if self._detector is None:
+            self._detector = get_detector(self.config.landmarks)
+        return self._detector
+
+    @property
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            cfg = self.config
+            self._renderer = get_renderer(cfg.engine, cfg.size, self.device, cfg.weights)
+        return self._renderer
+
+    # --- inputs -------------------------------------------------------------------------------
+    def load_source(self, path: Path) -> SourceFace:
+        """Read a portrait, find its largest face and cut the working-size crop around it."""
+        image = _downscale(video.read_image(path), MAX_PORTRAIT_SIDE)
+        faces = self.detector.detect(image)
+        if not faces:
+            raise NoFaceError(path, "no face found in the image")
+        return self.source_from(path, image, faces[0], n_faces=len(faces))
+
+    def source_from(self, path: Path, image: np.ndarray, found: Landmarks, n_faces: int = 1) -> SourceFace:
+        crop = face.crop_for(found, self.config.size)
+        return SourceFace(
+            path=Path(path),
+            image=image,
+            crop=crop,
+            face=face.extract(image, crop),
+            points=crop.to_crop(found.points),
+            n_faces=n_faces,
+        )
+
+    def analyse(self, driver: Path, on_frame: Callable[[], None] | None = None) -> Motion:
+        """A driver video analysed now, or a motion file analysed before."""
+        driver = Path(driver)
+        if driver.suffix.lower() == MOTION_SUFFIX:
+            return motion.load_motion(driver)
+        return motion.analyse_driver(driver, self.detector, self.config.max_frames, on_frame)
+
+    # --- the run ------------------------------------------------------------------------------
+    def render_frames(self, sources: Sequence[SourceFace], driving: Motion) -> Iterator[np.ndarray]:
+        """Frames of the face crop (or of the whole picture), one driver frame at a time."""
+        lead = sources[0]
+        points = driving.points[: self.config.max_frames] if self.config.max_frames else driving.points
+        targets = motion.retarget(lead.points, points, relative=self.config.relative)
+        renderer = self.renderer
+        renderer.prepare(sources)
+        for start in range(0, len(targets), RENDER_BATCH):
+            for rendered in renderer.render(targets[start : start + RENDER_BATCH]):
+                if self.config.crop_only:
+                    yield rendered
+                else:
+                    yield face.paste_back(lead.image, rendered, lead.crop)
+
+    def animate(
+        self,
+        source_paths: Sequence[Path],
+        driving: Motion,
+        output: Path,
+        progress: Progress | None = None,
+    ) -> AnimateResult:
+        """Animate one portrait (K images of one person) with an analysed driver into `output`."""
+        started = time.perf_counter()
+        video.check_output(output, self.config.overwrite)
+        sources = [self.load_source(Path(p)) for p in source_paths]
+        lead = sources[0]
+        if self.config.crop_only:
+            width = height = self.config.size
+        else:
+            height, width = lead.image.shape[:2]
+        audio_from = self._audio_source(driving)
+        frames = 0
+        with video.VideoWriter(
+            output, driving.fps, (width, height), audio_from=audio_from, overwrite=self.config.overwrite
+        ) as writer:
+            for frame in self.render_frames(sources, driving):
+                writer.write(frame)
+                frames += 1
+                if progress is not None:
+                    progress(1)
+        return AnimateResult(
+            source=str(lead.path),
+            output=str(output),
+            frames=frames,
+            fps=driving.fps,
+            width=width,
+            height=height,
+            audio=audio_from is not None,
+            driver_frames_filled=driving.n_filled,
+            faces_in_portrait=lead.n_faces,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def _audio_source(self, driving: Motion) -> Path | None:
+        if not (self.config.audio and driving.has_audio and driving.source):
+            return None
+        path = Path(driving.source)
+        if not path.is_file():
+            # A motion file made on another machine: the frames still render, without sound.
+            return None
+        return path
+
+
+def check_sources(paths: Sequence[Path]) -> None:
+    """Fail before any work when a source path is plainly wrong."""
+    if not paths:
+        raise InputError(None, "no source image given")
+    for path in paths:
+        if not Path(path).is_file():
+            raise InputError(path, "no such file")

@@ -1,0 +1,134 @@
+"""End to end through the real CLI: a real face, real ffmpeg, real MP4 files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import run_cli, run_process
+from conftest import Driver
+
+from animate_portrait import identity, motion, video
+from animate_portrait.landmarks import get_detector
+
+
+def _mouth_track(path: Path) -> tuple[np.ndarray, int]:
+    """Mouth opening per output frame, from landmarks found afresh; and how many frames had a face."""
+    detector = get_detector("dlib")
+    openings, found = [], 0
+    for frame in video.read_frames(path):
+        faces = detector.detect(frame)
+        if faces:
+            found += 1
+            openings.append(float(motion.mouth_opening(faces[0].points)))
+        else:
+            openings.append(np.nan)
+    return np.array(openings), found
+
+
+@pytest.fixture(scope="module")
+def animated(tmp_path_factory, driver: Driver, astronaut_png: Path):
+    out = tmp_path_factory.mktemp("out") / "astronaut.mp4"
+    result = run_process([astronaut_png, "--driver", driver.path, "-o", out, "--engine", "warp", "--json"])
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_output_matches_driver_frames_fps_and_size(animated, driver: Driver, astronaut_png: Path):
+    out, _ = animated
+    info = video.probe(out)
+    frames = list(video.read_frames(out))
+    assert len(frames) == driver.n_frames
+    assert info.fps == pytest.approx(driver.fps, rel=0.01)
+    assert frames[0].shape == (512, 512, 3)  # the whole portrait, pasted back
+
+
+def test_audio_is_copied_from_driver(animated):
+    out, _ = animated
+    assert video.probe(out).has_audio
+
+
+def test_face_found_and_mouth_follows_driver(animated, driver: Driver):
+    out, _ = animated
+    openings, found = _mouth_track(out)
+    assert found == driver.n_frames
+    corr = np.corrcoef(openings, driver.opening)[0, 1]
+    assert corr > 0.8, f"mouth opening correlation {corr:.2f}"
+
+
+def test_output_keeps_the_portraits_identity(animated, astronaut: np.ndarray):
+    out, _ = animated
+    frames = list(video.read_frames(out))
+    distances = [identity.distance(astronaut, frames[i]) for i in (0, len(frames) // 2, -1)]
+    assert max(distances) < 0.6, distances
+
+
+def test_json_summary_on_stdout(animated, driver: Driver):
+    _, result = animated
+    import json
+
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["frames"] == driver.n_frames
+    assert summary["audio"] is True
+
+
+def test_crop_only_and_no_audio(tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch):
+    out = tmp_path / "crop.mp4"
+    ran = run_cli(
+        [astronaut_png, "--driver", driver.path, "-o", out, "--crop-only", "--no-audio", "--size", "128",
+         "--max-frames", "5", "-q"],
+        capsys,
+        monkeypatch,
+    )
+    assert ran.code == 0, ran.err
+    frames = list(video.read_frames(out))
+    assert len(frames) == 5 and frames[0].shape == (128, 128, 3)
+    assert not video.probe(out).has_audio
+
+
+def test_motion_file_is_reusable(tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch):
+    motion_file = tmp_path / "talk.motion.npz"
+    ran = run_cli(["motion", driver.path, "-o", motion_file, "-q"], capsys, monkeypatch)
+    assert ran.code == 0, ran.err
+    out = tmp_path / "from_motion.mp4"
+    ran = run_cli([astronaut_png, "--driver", motion_file, "-o", out, "--max-frames", "6", "-q"], capsys, monkeypatch)
+    assert ran.code == 0, ran.err
+    assert len(list(video.read_frames(out))) == 6
+    assert video.probe(out).has_audio  # the motion file remembers where the driver's audio is
+
+
+def test_batch_goes_on_after_a_bad_portrait(tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    listing = f"{astronaut_png}\n{bad}\n"
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(listing))
+    ran = run_cli(
+        ["batch", "-", "--driver", driver.path, "--output-dir", tmp_path / "out", "--max-frames", "3", "--json"],
+        capsys,
+        monkeypatch,
+    )
+    assert ran.code == 1
+    lines = {Path(line["source"]).name: line for line in ran.json_lines()}
+    assert lines["astronaut.png"]["status"] == "ok"
+    assert lines["notes.jpg"]["status"] == "error" and "notes.jpg" in lines["notes.jpg"]["error"]
+    assert (tmp_path / "out" / "astronaut.mp4").is_file()
+    assert not (tmp_path / "out" / "notes.mp4").exists()
+
+
+@pytest.mark.slow
+def test_demo_runs_on_embedded_default(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "demo.mp4"
+    ran = run_cli(["demo", "-o", out, "--json", "-q"], capsys, monkeypatch)
+    assert ran.code == 0, ran.err
+    summary = ran.json_lines()[-1]
+    assert summary["frames"] > 10
+    openings, found = _mouth_track(out)
+    assert found == summary["frames"]
+    assert np.nanstd(openings) > 0.02  # the mouth moves
+
+
+def test_help_and_usage_errors(capsys, monkeypatch):
+    assert run_cli(["--help"], capsys, monkeypatch).code == 0
+    ran = run_cli(["face.jpg", "--driver", "d.mp4", "-o", "o.mp4", "--engine", "magic"], capsys, monkeypatch)
+    assert ran.code == 2
