@@ -1,0 +1,186 @@
+"""video.py against the real bundled ffmpeg: round trips, audio mux, atomic writes and every bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image
+
+from animate_portrait import video
+from animate_portrait.errors import InputError
+
+
+def _frames(img: np.ndarray, n: int, w: int, h: int) -> list[np.ndarray]:
+    return [np.ascontiguousarray(img[i : i + h, 2 * i : 2 * i + w]) for i in range(n)]
+
+
+def _write(path: Path, img: np.ndarray, n: int = 12, size=(128, 96), fps: float = 25, **kw) -> None:
+    with video.VideoWriter(path, fps, size, **kw) as w:
+        for f in _frames(img, n, *size):
+            w.write(f)
+
+
+def _tone(path: Path, seconds: float) -> Path:
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi"]
+    cmd += ["-i", f"sine=frequency=440:duration={seconds}", "-c:a", "libmp3lame", str(path)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return path
+
+
+def test_round_trip_frames_fps_and_quality(tmp_path, astronaut):
+    out = tmp_path / "out.mp4"
+    _write(out, astronaut, n=12, fps=24)
+    info = video.probe(out)
+    assert info.fps == 24 and info.size == (128, 96) and not info.has_audio
+    frames = list(video.read_frames(out))
+    assert len(frames) == 12
+    ref = _frames(astronaut, 12, 128, 96)
+    err = np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(frames, ref, strict=True)])
+    assert err < 4, err  # crf 18: close to the input
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]  # no temp file left behind
+
+
+def test_max_frames_stops_early(tmp_path, astronaut):
+    out = tmp_path / "out.mp4"
+    _write(out, astronaut, n=12)
+    assert len(list(video.read_frames(out, max_frames=5))) == 5
+
+
+def test_odd_size_is_padded_by_one_replicated_pixel(tmp_path, astronaut):
+    out = tmp_path / "odd.mp4"
+    _write(out, astronaut, n=3, size=(101, 77))
+    frame = next(iter(video.read_frames(out)))
+    assert frame.shape == (78, 102, 3)
+    assert np.abs(frame[:, -1].astype(int) - frame[:, -2]).mean() < 6  # replicated, not black
+
+
+def test_ntsc_fps_kept_exact(tmp_path, astronaut):
+    out = tmp_path / "ntsc.mp4"
+    _write(out, astronaut, n=4, fps=30000 / 1001)
+    assert video.probe(out).fps == pytest.approx(30000 / 1001, abs=1e-6)
+
+
+@pytest.mark.parametrize("seconds", [2.0, 0.2])
+def test_audio_is_muxed_and_cut_or_padded_to_the_video(tmp_path, astronaut, seconds):
+    tone = _tone(tmp_path / "tone.mp3", seconds)
+    out = tmp_path / "talk.mp4"
+    _write(out, astronaut, n=25, fps=25, audio_from=tone)
+    info = video.probe(out)
+    assert info.has_audio and info.audio_codec == "aac"
+    assert len(list(video.read_frames(out))) == 25  # audio neither lengthens nor shortens the video
+    log = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(out)], capture_output=True).stderr
+    assert b"Duration: 00:00:01.0" in log
+
+
+def test_driver_without_audio_gives_silent_output(tmp_path, astronaut):
+    silent = tmp_path / "silent.mp4"
+    _write(silent, astronaut, n=3)
+    out = tmp_path / "out.mp4"
+    _write(out, astronaut, n=3, audio_from=silent)
+    assert not video.probe(out).has_audio
+
+
+def test_interrupted_write_leaves_no_file(tmp_path, astronaut):
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt), video.VideoWriter(out, 25, (128, 96)) as w:
+        w.write(_frames(astronaut, 1, 128, 96)[0])
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_frame_size_is_rejected_and_cleaned_up(tmp_path, astronaut):
+    with pytest.raises(ValueError), video.VideoWriter(tmp_path / "o.mp4", 25, (128, 96)) as w:
+        w.write(astronaut)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_overwrite(tmp_path, astronaut):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"keep me")
+    with pytest.raises(InputError, match="already exists"):
+        video.VideoWriter(out, 25, (128, 96))
+    assert out.read_bytes() == b"keep me"
+    _write(out, astronaut, n=2, overwrite=True)
+    assert video.probe(out).size == (128, 96)
+
+
+def test_missing_output_folder(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        video.check_output(tmp_path / "nope" / "out.mp4", overwrite=False)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_folder(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    with pytest.raises(InputError, match="not writable"):
+        video.check_output(ro / "out.mp4", overwrite=False)
+
+
+def test_missing_video(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        list(video.read_frames(tmp_path / "missing.mp4"))
+
+
+def test_text_file_named_mp4(tmp_path):
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("this is not a video\n")
+    with pytest.raises(InputError, match="not a video") as e:
+        video.probe(fake)
+    assert "\n" not in str(e.value) and "fake.mp4" in str(e.value)
+
+
+def test_image_is_not_a_video(tmp_path, astronaut):
+    png = tmp_path / "face.png"
+    Image.fromarray(astronaut).save(png)
+    info = video.probe(png)  # ffmpeg reads a still as a one-frame video: that is fine, not an error
+    assert info.size == (512, 512)
+
+
+@pytest.mark.parametrize("faststart", [True, False])
+def test_truncated_video(tmp_path, astronaut, faststart):
+    good = tmp_path / "good.mp4"
+    _write(good, astronaut, n=30)
+    data = good.read_bytes()
+    if not faststart:  # move the index to the end, as cameras do, so the cut removes it
+        remuxed = tmp_path / "tail.mp4"
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(good), "-c", "copy", str(remuxed)]
+        subprocess.run(cmd, check=True)
+        data = remuxed.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        list(video.read_frames(cut))
+
+
+def test_zero_frames(tmp_path):
+    audio_only = _tone(tmp_path / "only_audio.mp4", 0.5)
+    with pytest.raises(InputError, match="no video stream"):
+        list(video.read_frames(audio_only))
+
+
+def test_read_image_exif_alpha_and_errors(tmp_path, astronaut):
+    rgba = np.dstack([astronaut[:40, :60], np.full((40, 60), 128, np.uint8)])
+    p = tmp_path / "a.png"
+    Image.fromarray(rgba).save(p)
+    assert video.read_image(p).shape == (40, 60, 3)
+    jpg = tmp_path / "rot.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    Image.fromarray(astronaut[:40, :60]).save(jpg, exif=exif)
+    assert video.read_image(jpg).shape == (60, 40, 3)
+    (tmp_path / "t.jpg").write_text("hello")
+    with pytest.raises(InputError, match="not an image"):
+        video.read_image(tmp_path / "t.jpg")
+    with pytest.raises(InputError, match="not found"):
+        video.read_image(tmp_path / "missing.jpg")
+    half = tmp_path / "half.jpg"
+    Image.fromarray(astronaut).save(half)
+    half.write_bytes(half.read_bytes()[:2000])
+    with pytest.raises(InputError, match="corrupt"):
+        video.read_image(half)
