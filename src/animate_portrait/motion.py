@@ -1,0 +1,245 @@
+"""Driver motion: gap filling, temporal smoothing, motion files and retargeting onto a portrait.
+
+Retargeting is *relative* by default, as in First Order Motion Model (Siarohin et al. 2019, "relative
+keypoint displacement") and LivePortrait: the portrait keeps its own face shape and only takes the
+driver's pose and expression changes. The paper's landmark-driven generator (Zakharov et al. 2019) uses
+the driver's landmarks directly and so leaks the driver's face shape; that is `relative=False` here.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import savgol_filter
+
+from .errors import InputError, NoFaceError
+from .types import N_POINTS, Motion
+
+MOTION_FORMAT = 1  # bump when the .npz layout changes; load_motion refuses other versions
+
+# Points that move with the skull but hardly with expression: nose bridge and base, eye corners.
+# Brows, lids, lips and jaw are left out: they are the expression we want to keep, not the pose.
+STABLE = np.array([27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45])
+# Upper/lower pairs that may meet but never cross: inner lips (61-63 / 67-65) and eyelids.
+_UPPER = np.array([61, 62, 63, 37, 38, 43, 44])
+_LOWER = np.array([67, 66, 65, 41, 40, 47, 46])
+
+# One-Euro filter (Casiez et al. 2012): a first-order low-pass whose cutoff rises with speed, measured
+# here in face sizes (box diagonals) per second so one setting fits a 100 px and a 1000 px face.
+# - MIN_CUTOFF 1 Hz: on a still face, detector jitter is cut by 2-3x (see tests/test_motion.py).
+# - BETA 20: a mouth opening at ~0.5 face size/s lifts the cutoff above 10 Hz, so syllables (3-5 Hz)
+#   keep >= 80% of their amplitude.
+# - SPEED_WINDOW 5 frames: the speed comes from a centred Savitzky-Golay derivative (we have the whole
+#   track), which reacts to a mouth opening *before* it happens instead of a frame or two late, and is
+#   less noisy than the raw frame difference the causal filter uses.
+MIN_CUTOFF, BETA, SPEED_WINDOW = 1.0, 20.0, 5
+
+
+def _low_pass(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """First-order recursive low-pass over axis 0 with a per-sample, per-coordinate factor alpha."""
+    out = np.empty_like(x)
+    out[0] = x[0]
+    for t in range(1, len(x)):
+        out[t] = out[t - 1] + alpha[t] * (x[t] - out[t - 1])
+    return out
+
+
+def smooth(points: np.ndarray, fps: float) -> np.ndarray:
+    """Remove landmark jitter on still faces while keeping fast mouth motion (One-Euro filter).
+
+    Each coordinate gets its own speed-driven cutoff, so a still forehead is smoothed hard while the
+    lips of the same frame pass almost untouched. A causal low-pass lags, which would put the mouth
+    behind the audio; we have the whole track, so we run it forwards and backwards and average the two,
+    which cancels the lag to first order.
+    """
+    points = np.asarray(points, np.float32)
+    if points.ndim != 3 or points.shape[1:] != (N_POINTS, 2):
+        raise ValueError(f"expected (T, 68, 2) points, got {points.shape}")
+    if len(points) < SPEED_WINDOW:
+        return points.copy()
+    flat = points.reshape(len(points), -1).astype(np.float64)
+    box = points.max(axis=1) - points.min(axis=1)
+    face = max(float(np.median(np.hypot(box[:, 0], box[:, 1]))), 1.0)
+    speed = np.abs(savgol_filter(flat, SPEED_WINDOW, 2, deriv=1, axis=0)) * fps / face
+    cutoff = MIN_CUTOFF + BETA * speed
+    alpha = 1.0 / (1.0 + fps / (2 * np.pi * cutoff))  # the low-pass factor for this cutoff and rate
+    forward = _low_pass(flat, alpha)
+    backward = _low_pass(flat[::-1], alpha[::-1])[::-1]
+    return ((forward + backward) / 2).reshape(points.shape).astype(np.float32)
+
+
+def fill_gaps(points: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Frames without a face (found=False) take landmarks interpolated linearly between their nearest
+    detected neighbours; leading/trailing gaps hold the nearest detected frame."""
+    points = np.asarray(points, np.float32)
+    found = np.asarray(found, bool)
+    if not found.any():
+        raise ValueError("fill_gaps needs at least one frame with a face")
+    if found.all():
+        return points.copy()
+    t = np.arange(len(points))
+    flat = points.reshape(len(points), -1)
+    # np.interp holds the end values beyond the first/last sample: exactly the edge rule we want.
+    filled = np.stack([np.interp(t, t[found], flat[found, i]) for i in range(flat.shape[1])], axis=1)
+    return filled.reshape(points.shape).astype(np.float32)
+
+
+def analyse_driver(
+    path: Path,
+    detector: object,
+    max_frames: int | None = None,
+    on_frame: Callable[[], None] | None = None,
+) -> Motion:
+    """Decode a driving video, track its 68 landmarks, fill frames without a face and smooth."""
+    # Imported here so that loading a motion file (batch runs, tests) needs neither ffmpeg nor dlib.
+    from . import landmarks, video
+
+    info = video.probe(path)
+
+    def counted(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for frame in frames:
+            if on_frame is not None:
+                on_frame()
+            yield frame
+
+    result = landmarks.track(counted(video.read_frames(path, max_frames)), detector)
+    found = np.asarray(result.found, bool)
+    if not found.any():
+        raise NoFaceError(path, "no face found in any frame")
+    points = smooth(fill_gaps(result.points, found), info.fps)
+    return Motion(
+        points=points,
+        found=found,
+        fps=float(info.fps),
+        frame_size=(int(info.size[0]), int(info.size[1])),
+        source=str(path),
+        has_audio=bool(info.has_audio),
+        n_faces_max=int(result.n_faces_max),
+    )
+
+
+def save_motion(motion: Motion, path: Path) -> None:
+    """Write a motion file: a compressed .npz of plain arrays (no pickles), with a format version."""
+    np.savez_compressed(
+        path,
+        format_version=np.int64(MOTION_FORMAT),
+        points=np.asarray(motion.points, np.float32),
+        found=np.asarray(motion.found, bool),
+        fps=np.float64(motion.fps),
+        frame_size=np.asarray(motion.frame_size, np.int64),
+        source=np.str_(motion.source),
+        has_audio=np.bool_(motion.has_audio),
+        n_faces_max=np.int64(motion.n_faces_max),
+    )
+
+
+def load_motion(path: Path) -> Motion:
+    """Read a motion file written by save_motion; InputError when it is missing, not one, or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "motion file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(path, f"not a motion file ({exc.__class__.__name__})") from None
+    missing = {"format_version", "points", "found", "fps", "frame_size"} - arrays.keys()
+    if missing:
+        raise InputError(path, f"not a motion file (missing {', '.join(sorted(missing))})")
+    if int(arrays["format_version"]) != MOTION_FORMAT:
+        raise InputError(path, f"motion format {int(arrays['format_version'])}, expected {MOTION_FORMAT}")
+    points, found = arrays["points"], arrays["found"]
+    if points.ndim != 3 or points.shape[1:] != (N_POINTS, 2) or len(points) == 0:
+        raise InputError(path, f"motion points have shape {points.shape}, expected (T, 68, 2)")
+    if found.shape != (len(points),) or arrays["frame_size"].shape != (2,):
+        raise InputError(path, "motion arrays have inconsistent shapes")
+    fps = float(arrays["fps"])
+    if not np.isfinite(points).all() or not fps > 0:
+        raise InputError(path, "motion file holds non-finite points or a bad fps")
+    return Motion(
+        points=points.astype(np.float32),
+        found=found.astype(bool),
+        fps=fps,
+        frame_size=(int(arrays["frame_size"][0]), int(arrays["frame_size"][1])),
+        source=str(arrays.get("source", "")),
+        has_audio=bool(arrays.get("has_audio", False)),
+        n_faces_max=int(arrays.get("n_faces_max", 1)),
+    )
+
+
+def mouth_opening(points: np.ndarray) -> np.ndarray:
+    """Inner-lip gap (points 62-66) over the outer-eye-corner distance (36-45, the 300-W normaliser)."""
+    points = np.asarray(points, np.float64)
+    gap = np.linalg.norm(points[..., 66, :] - points[..., 62, :], axis=-1)
+    iod = np.linalg.norm(points[..., 45, :] - points[..., 36, :], axis=-1)
+    return gap / np.maximum(iod, 1e-6)
+
+
+def _complex(points: np.ndarray) -> np.ndarray:
+    return points[..., 0].astype(np.float64) + 1j * points[..., 1].astype(np.float64)
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares 2D similarity dst ≈ a·src + b over the last axis, with a, b complex (Umeyama 1991
+    in 2D). Closed form in numpy, vectorised over frames: simpler than a torch/kornia round trip."""
+    ms, md = src.mean(-1, keepdims=True), dst.mean(-1, keepdims=True)
+    s0, d0 = src - ms, dst - md
+    a = (d0 * s0.conj()).sum(-1) / np.maximum((np.abs(s0) ** 2).sum(-1), 1e-12)
+    return a, md[..., 0] - a * ms[..., 0]
+
+
+def _gaps(x: np.ndarray, down: complex) -> np.ndarray:
+    """Lower minus upper lip/lid position along the face's `down` direction (> 0: open)."""
+    return ((x[..., _LOWER] - x[..., _UPPER]) * np.conj(down)).real
+
+
+def _keep_apart(x: np.ndarray, down: complex, floor: np.ndarray) -> np.ndarray:
+    """Move lips/lids that crossed (gap below `floor`) back to where they meet, each by half."""
+    fix = np.clip(floor - _gaps(x, down), 0, None) / 2 * down
+    x = x.copy()
+    x[:, _UPPER] -= fix  # up, against `down`
+    x[:, _LOWER] += fix
+    return x
+
+
+def retarget(source: np.ndarray, driver: np.ndarray, relative: bool = True) -> np.ndarray:
+    """Map driver landmarks (T, 68, 2, driver px) onto the portrait's landmarks (68, 2, crop px).
+
+    Relative (default), with D_0 the driver's first frame as the neutral reference (so a driver should
+    start with a neutral face; an open mouth at frame 0 reads as "closed" and can only close further,
+    which `_keep_apart` stops at lips touching):
+      A_t   similarity D_0 -> D_t on STABLE points (head pose change: rotation, scale, translation);
+      E_t = A_t⁻¹(D_t) - D_0, the expression change in frame-0 coordinates;
+      R     similarity D_0 -> S on STABLE points: carries E_t into the portrait's orientation and size
+            (the face-size normalisation; stable points, not the bounding box, so an open mouth or a
+            long chin at frame 0 does not change the scale);
+      T_t = A_t's rotation/scale about the portrait's centre, applied to S + R(E_t), plus A_t's
+            translation scaled by |R|.
+    Absolute: one similarity R fitted from D_0 to S (STABLE points) applied to every frame: the
+    driver's own face shape, placed where the portrait's face is.
+    """
+    source = np.asarray(source, np.float32)
+    driver = np.asarray(driver, np.float32)
+    if source.shape != (N_POINTS, 2) or driver.ndim != 3 or driver.shape[1:] != (N_POINTS, 2):
+        raise ValueError(f"expected source (68, 2) and driver (T, 68, 2), got {source.shape}, {driver.shape}")
+    s, d = _complex(source), _complex(driver)
+    r_a, r_b = _similarity(d[0, STABLE], s[STABLE])
+    if not relative:
+        return _points(r_a * d + r_b)
+    a, b = _similarity(d[0, STABLE], d[:, STABLE])  # (T,) each
+    expression = (d - b[:, None]) / a[:, None] - d[0]
+    eye_line = s[42:48].mean() - s[36:42].mean()
+    down = 1j * eye_line / max(abs(eye_line), 1e-6)  # perpendicular to the eyes, towards the mouth
+    # Floor at the portrait's own gap when that is negative (a detector quirk on closed mouths), so
+    # an identity driver returns the portrait's landmarks unchanged.
+    x = _keep_apart(s + r_a * expression, down, np.minimum(_gaps(s, down), 0))
+    c_d, c_s = d[0, STABLE].mean(), s[STABLE].mean()
+    shift = a * c_d + b - c_d  # A_t's translation when its rotation/scale is taken about c_d
+    return _points(a[:, None] * (x - c_s) + c_s + abs(r_a) * shift[:, None])
+
+
+def _points(z: np.ndarray) -> np.ndarray:
+    return np.stack([z.real, z.imag], axis=-1).astype(np.float32)

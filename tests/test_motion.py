@@ -1,0 +1,277 @@
+"""motion.py: smoothing, gap filling, motion files, retargeting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from animate_portrait import motion
+from animate_portrait.errors import InputError, NoFaceError
+from animate_portrait.types import Motion
+
+# dlib's 68 landmarks on the astronaut fixture (512x512), rounded: a real face shape for pure-numpy tests.
+# Its mouth is slightly open (teeth show), as real portraits often are.
+# fmt: off
+FACE = np.array([
+    [179, 104], [179, 116], [180, 127], [181, 139], [185, 151], [191, 160], [200, 169], [209, 176],
+    [221, 178], [232, 177], [243, 171], [253, 164], [260, 154], [265, 144], [268, 132], [270, 120],
+    [272, 108], [186, 94], [192, 88], [200, 87], [208, 89], [216, 92], [236, 93], [244, 91], [252, 91],
+    [260, 92], [265, 98], [225, 103], [225, 111], [225, 119], [225, 127], [214, 131], [219, 132],
+    [224, 134], [229, 133], [234, 132], [195, 101], [200, 98], [207, 98], [212, 104], [206, 104],
+    [199, 104], [238, 105], [244, 101], [250, 101], [255, 104], [250, 107], [244, 106], [201, 140],
+    [209, 139], [218, 139], [223, 141], [229, 140], [237, 140], [245, 141], [237, 151], [229, 155],
+    [222, 156], [216, 155], [208, 150], [204, 141], [217, 143], [223, 144], [229, 143], [243, 142],
+    [229, 150], [223, 150], [217, 150],
+], np.float32)
+# fmt: on
+LOWER_FACE = [*range(5, 12), *range(55, 60), 65, 66, 67]  # chin, lower outer and inner lip
+IOD = float(np.linalg.norm(FACE[45] - FACE[36]))
+
+
+def similar(points: np.ndarray, scale: float, angle_deg: float, shift: tuple[float, float]) -> np.ndarray:
+    """points rotated/scaled about their centroid, then shifted."""
+    c = points.mean(axis=0)
+    t = np.deg2rad(angle_deg)
+    rot = scale * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]], np.float32)
+    return ((points - c) @ rot.T + c + np.array(shift, np.float32)).astype(np.float32)
+
+
+def open_mouth(points: np.ndarray, amount: float) -> np.ndarray:
+    out = points.copy()
+    out[LOWER_FACE, 1] += amount
+    return out
+
+
+def square_mouth(n: int, half_period: int, amount: float) -> tuple[np.ndarray, np.ndarray]:
+    opened = (np.arange(n) // half_period) % 2 == 1
+    pts = np.repeat(FACE[None], n, axis=0)
+    pts[np.ix_(opened, LOWER_FACE)] += np.array([0, amount], np.float32)
+    return pts, opened
+
+
+# --- smoothing ---------------------------------------------------------------------------------------
+
+
+def test_smooth_removes_jitter_on_still_face() -> None:
+    rng = np.random.default_rng(0)
+    noisy = FACE + rng.normal(0, 1.0, (150, 68, 2)).astype(np.float32)
+    smoothed = motion.smooth(noisy, fps=30)
+    assert smoothed.shape == noisy.shape and smoothed.dtype == np.float32
+    assert np.std(smoothed - FACE) < 0.5 * np.std(noisy - FACE)
+    # frame-to-frame jitter, the thing a viewer sees, drops much more
+    assert np.abs(np.diff(smoothed, axis=0)).mean() < 0.25 * np.abs(np.diff(noisy, axis=0)).mean()
+
+
+def test_smooth_keeps_fast_mouth_motion() -> None:
+    # open/close every 4 frames at 30 fps (~3.75 syllables/s), by 30% of the inter-ocular distance
+    rng = np.random.default_rng(1)
+    clean, opened = square_mouth(120, 4, 0.3 * IOD)
+    smoothed = motion.smooth(clean + rng.normal(0, 1.0, clean.shape).astype(np.float32), fps=30)
+    raw, out = motion.mouth_opening(clean), motion.mouth_opening(smoothed)
+    amplitude = raw[opened].mean() - raw[~opened].mean()
+    kept = out[opened][4:-4].mean() - out[~opened][4:-4].mean()
+    assert kept >= 0.8 * amplitude
+
+
+def test_smooth_short_track_and_bad_shape() -> None:
+    two = np.repeat(FACE[None], 2, axis=0)
+    np.testing.assert_array_equal(motion.smooth(two, 25), two)
+    with pytest.raises(ValueError):
+        motion.smooth(FACE, 25)
+
+
+# --- gaps ----------------------------------------------------------------------------------------------
+
+
+def test_fill_gaps_interpolates_and_holds_edges() -> None:
+    pts = np.stack([FACE + i for i in range(6)]).astype(np.float32)
+    found = np.array([False, True, False, False, True, False])
+    holed = pts.copy()
+    holed[~found] = np.nan
+    filled = motion.fill_gaps(holed, found)
+    assert np.isfinite(filled).all()
+    np.testing.assert_allclose(filled[1:5], pts[1:5], atol=1e-4)  # linear in between
+    np.testing.assert_allclose(filled[0], pts[1], atol=1e-4)  # leading gap holds the first detection
+    np.testing.assert_allclose(filled[5], pts[4], atol=1e-4)  # trailing gap holds the last one
+    with pytest.raises(ValueError):
+        motion.fill_gaps(holed, np.zeros(6, bool))
+
+
+# --- motion files --------------------------------------------------------------------------------------
+
+
+def make_motion(n: int = 5) -> Motion:
+    return Motion(
+        points=np.repeat(FACE[None], n, axis=0),
+        found=np.array([True, False, True, True, True][:n]),
+        fps=29.97,
+        frame_size=(640, 480),
+        source="talk.mp4",
+        has_audio=True,
+        n_faces_max=2,
+    )
+
+
+def test_motion_file_round_trip(tmp_path) -> None:
+    m = make_motion()
+    path = tmp_path / "talk.motion.npz"
+    motion.save_motion(m, path)
+    back = motion.load_motion(path)
+    np.testing.assert_array_equal(back.points, m.points)
+    np.testing.assert_array_equal(back.found, m.found)
+    assert (back.fps, back.frame_size, back.source, back.has_audio, back.n_faces_max) == (
+        29.97,
+        (640, 480),
+        "talk.mp4",
+        True,
+        2,
+    )
+    assert back.n_filled == 1
+
+
+def test_motion_file_bad_inputs(tmp_path) -> None:
+    with pytest.raises(InputError, match="not found"):
+        motion.load_motion(tmp_path / "missing.npz")
+    text = tmp_path / "text.npz"
+    text.write_text("hello")
+    with pytest.raises(InputError, match="text.npz"):
+        motion.load_motion(text)
+    other = tmp_path / "other.npz"
+    np.savez_compressed(other, weights=np.zeros(3))
+    with pytest.raises(InputError, match="missing"):
+        motion.load_motion(other)
+    wrong = tmp_path / "wrong.npz"
+    bad = make_motion()
+    bad.points = np.zeros((5, 5, 2), np.float32)
+    motion.save_motion(bad, wrong)
+    with pytest.raises(InputError, match="shape"):
+        motion.load_motion(wrong)
+    future = tmp_path / "future.npz"
+    np.savez_compressed(
+        future, format_version=99, points=FACE[None], found=[True], fps=25.0, frame_size=[1, 1]
+    )
+    with pytest.raises(InputError, match="format"):
+        motion.load_motion(future)
+
+
+# --- retargeting ---------------------------------------------------------------------------------------
+
+
+def portrait() -> np.ndarray:
+    """A different face from FACE: other size, roll and place, and a longer chin and wider mouth."""
+    src = similar(FACE, 1.6, 8.0, (-120, -20))
+    src[5:12, 1] += 6
+    src[48:68, 0] += (src[48:68, 0] - src[48:68, 0].mean()) * 0.15
+    return src
+
+
+def test_retarget_identity_driver_returns_source() -> None:
+    src = portrait()
+    driver = np.repeat(similar(FACE, 0.7, -5, (40, 10))[None], 4, axis=0)
+    np.testing.assert_allclose(motion.retarget(src, driver), np.repeat(src[None], 4, axis=0), atol=1e-3)
+
+
+def test_retarget_mouth_opens_by_same_share_of_face() -> None:
+    src = portrait()
+    d0 = similar(FACE, 0.7, -5, (40, 10))
+    d_iod = np.linalg.norm(d0[45] - d0[36])
+    driver = np.stack([d0, open_mouth(d0, 0.25 * d_iod)])
+    out = motion.retarget(src, driver)
+    driver_change = np.diff(motion.mouth_opening(driver))[0]
+    source_change = motion.mouth_opening(out[1]) - motion.mouth_opening(src)
+    assert driver_change == pytest.approx(0.25, abs=0.02)
+    assert source_change == pytest.approx(driver_change, rel=0.05)
+    # the portrait keeps its own shape: the upper face did not move
+    np.testing.assert_allclose(out[1, 17:48], src[17:48], atol=1e-3)
+
+
+def test_retarget_follows_head_translation_rotation_scale() -> None:
+    src = portrait()
+    d0 = similar(FACE, 0.5, 0, (0, 0))
+    ratio = np.linalg.norm(src[45] - src[36]) / np.linalg.norm(d0[45] - d0[36])
+    moved = np.stack([d0, d0 + np.array([10, -4], np.float32), similar(d0, 1.2, 15, (0, 0))])
+    out = motion.retarget(src, moved)
+    np.testing.assert_allclose(out[1], src + ratio * np.array([10, -4]), atol=1e-2)
+    # rotation/scale of the driver about its centre: the source turns by the same angle and grows
+    a, _ = motion._similarity(motion._complex(src), motion._complex(out[2]))
+    assert abs(a) == pytest.approx(1.2, rel=1e-3)
+    assert np.rad2deg(np.angle(a)) == pytest.approx(15, abs=0.1)
+
+
+def test_retarget_lips_never_cross_when_driver_starts_open() -> None:
+    src = FACE.copy()
+    src[[65, 66, 67], 1] = src[[61, 62, 63], 1]  # a closed-mouth portrait
+    d0 = open_mouth(FACE, 10.0)  # driver starts with its mouth wide open ...
+    out = motion.retarget(src, np.stack([d0, FACE]))  # ... then closes it
+    gap = out[:, [67, 66, 65], 1] - out[:, [61, 62, 63], 1]
+    assert (gap >= -0.1).all()  # touching at most (measured along y; the face is tilted a little)
+
+
+def test_retarget_absolute_uses_driver_shape() -> None:
+    src = portrait()
+    driver = np.stack([similar(FACE, 0.7, -5, (40, 10)), open_mouth(similar(FACE, 0.75, 0, (45, 10)), 6)])
+    out = motion.retarget(src, driver, relative=False)
+    for t in range(2):
+        a, b = motion._similarity(motion._complex(driver[t]), motion._complex(out[t]))
+        residual = np.abs(a * motion._complex(driver[t]) + b - motion._complex(out[t]))
+        assert residual.max() < 1e-3
+    # placed on the portrait: the stable points of frame 0 land close to the portrait's
+    assert np.abs(out[0, motion.STABLE] - src[motion.STABLE]).mean() < 0.05 * np.ptp(src[:, 0])
+
+
+def test_retarget_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError):
+        motion.retarget(FACE[:10], FACE[None])
+    with pytest.raises(ValueError):
+        motion.retarget(FACE, FACE)
+
+
+def test_mouth_opening() -> None:
+    assert motion.mouth_opening(FACE) == pytest.approx(6 / IOD, rel=1e-3)
+    assert motion.mouth_opening(np.stack([FACE, FACE])).shape == (2,)
+
+
+# --- analyse_driver (needs video.py and landmarks/ from the I/O stage) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stages():
+    video = pytest.importorskip("animate_portrait.video")
+    landmarks = pytest.importorskip("animate_portrait.landmarks")
+    if not hasattr(video, "read_frames") or not hasattr(landmarks, "track"):
+        pytest.skip("video.py / landmarks.track are not there yet")
+    return video, landmarks
+
+
+def write_clip(path, frames: list[np.ndarray], fps: float = 25) -> None:
+    import imageio_ffmpeg
+
+    h, w = frames[0].shape[:2]
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, macro_block_size=1, quality=9)
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
+
+
+@pytest.mark.slow
+def test_analyse_driver_tracks_fills_and_reports(stages, astronaut, tmp_path) -> None:
+    video, landmarks = stages
+    face = astronaut[40:296, 96:352]  # 256x256 around the face
+    frames = [face, face, np.zeros_like(face), face, face, face]
+    clip = tmp_path / "drive.mp4"
+    write_clip(clip, frames)
+    ticks = []
+    m = motion.analyse_driver(clip, landmarks.get_detector("dlib"), on_frame=lambda: ticks.append(1))
+    assert len(ticks) == m.n_frames == 6
+    assert m.found.tolist() == [True, True, False, True, True, True] and m.n_filled == 1
+    assert np.isfinite(m.points).all() and m.points.shape == (6, 68, 2)
+    assert m.fps == pytest.approx(25) and m.frame_size == (256, 256)
+    np.testing.assert_allclose(m.points[2], m.points[1], atol=2.0)  # the gap takes its neighbours
+    short = motion.analyse_driver(clip, landmarks.get_detector("dlib"), max_frames=3)
+    assert short.n_frames == 3
+
+    blank = tmp_path / "blank.mp4"
+    write_clip(blank, [np.zeros_like(face)] * 3)
+    with pytest.raises(NoFaceError, match="no face found in any frame"):
+        motion.analyse_driver(blank, landmarks.get_detector("dlib"))
