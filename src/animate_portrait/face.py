@@ -1,0 +1,117 @@
+"""Face crops: a square box around the landmarks, resampled to the working size, and pasted back.
+
+The crop is axis-aligned (see `types.Crop`) and generous, like FOMM's and LivePortrait's: the whole head
+with some hair and background, so the renderer sees the head's outline and paste-back seams fall far from
+the features that move.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+from scipy.signal import savgol_filter
+
+from .types import Crop, Landmarks
+
+SIDE = 1.9  # crop side, in face extents (the larger side of the tight landmark box)
+SHIFT_Y = -0.12  # centre shift, in face extents: landmarks stop at the brows, the head goes higher
+FEATHER = 0.25  # paste-back blend ramp, as a fraction of the crop's half-side
+
+
+def _centre_side(points: np.ndarray) -> tuple[float, float, float]:
+    lo, hi = np.nanmin(points, axis=0), np.nanmax(points, axis=0)
+    extent = float(max(hi[0] - lo[0], hi[1] - lo[1], 1.0))
+    cx, cy = (lo + hi) / 2
+    return float(cx), float(cy + SHIFT_Y * extent), SIDE * extent
+
+
+def crop_for(landmarks: Landmarks, size: int) -> Crop:
+    """The square crop around one face (a portrait)."""
+    cx, cy, side = _centre_side(landmarks.points)
+    return Crop(center=(cx, cy), side=side, size=size)
+
+
+def crop_track(points: np.ndarray, size: int, window: int = 15) -> list[Crop]:
+    """One crop per frame, smoothed over time so the crop doesn't jitter with landmark noise (training).
+
+    Frames without landmarks (NaN) take their crop from the neighbours. Savitzky–Golay (quadratic) follows
+    deliberate head motion without lag, unlike a moving average; the side is smoothed over twice the window
+    because zooming is more visible than panning.
+    """
+    raw = np.array([_centre_side(p) if np.isfinite(p).all() else (np.nan,) * 3 for p in points])
+    ok = np.isfinite(raw).all(axis=1)
+    if not ok.any():
+        raise ValueError("no frame has landmarks to crop around")
+    t = np.arange(len(raw))
+    raw = np.stack([np.interp(t, t[ok], raw[ok, k]) for k in range(3)], axis=1)
+    for k, win in ((0, window), (1, window), (2, 2 * window)):
+        n = min(win | 1, len(raw) if len(raw) % 2 else len(raw) - 1)
+        if n >= 5:
+            raw[:, k] = savgol_filter(raw[:, k], n, 2, mode="interp")
+    return [Crop(center=(float(x), float(y)), side=float(s), size=size) for x, y, s in raw]
+
+
+def extract(image: np.ndarray, crop: Crop) -> np.ndarray:
+    """The crop as (size, size, 3) uint8; where it leaves the image, border pixels are replicated.
+
+    Only the crop's region is copied (padded with edge pixels as needed), then PIL resamples it with an
+    antialiasing filter: ~1 ms at 256², independent of the picture's size.
+    """
+    h, w = image.shape[:2]
+    ox, oy = crop.origin
+    x0, y0 = math.floor(ox) - 1, math.floor(oy) - 1
+    x1, y1 = math.ceil(ox + crop.side) + 2, math.ceil(oy + crop.side) + 2
+    region = image[max(y0, 0) : min(y1, h), max(x0, 0) : min(x1, w)]
+    pad = ((max(-y0, 0), max(y1 - h, 0)), (max(-x0, 0), max(x1 - w, 0)), (0, 0))
+    if region.size == 0:  # the crop lies wholly outside: replicate the nearest border pixel
+        region = image[min(max(y0, 0), h - 1) : min(max(y0, 0), h - 1) + 1, min(max(x0, 0), w - 1) :][:, :1]
+        pad = ((0, y1 - y0 - 1), (0, x1 - x0 - 1), (0, 0))
+    if any(p for axis in pad for p in axis):
+        region = np.pad(region, pad, mode="edge")
+    # Pixel centres: crop pixel u <-> image point origin + u / scale (as Crop.to_crop), so in PIL's
+    # edge coordinates the box starts half a source pixel in, less half a crop pixel.
+    half = 0.5 - 0.5 / crop.scale
+    box = (ox - x0 + half, oy - y0 + half, ox - x0 + half + crop.side, oy - y0 + half + crop.side)
+    out = Image.fromarray(np.ascontiguousarray(region)).resize(
+        (crop.size, crop.size), Image.BILINEAR, box=box
+    )
+    return np.asarray(out)
+
+
+def paste_back(image: np.ndarray, face: np.ndarray, crop: Crop) -> np.ndarray:
+    """A copy of `image` with `face` (a rendered crop) blended into the crop's box.
+
+    The mask is a rounded square (superellipse) that is 1 in the middle and falls smoothly to 0 at the
+    crop's border, so no seam shows; pixels outside the box are untouched.
+    """
+    h, w = image.shape[:2]
+    ox, oy = crop.origin
+    x0, y0 = max(math.floor(ox), 0), max(math.floor(oy), 0)
+    x1, y1 = min(math.ceil(ox + crop.side), w), min(math.ceil(oy + crop.side), h)
+    out = image.copy()
+    if x1 <= x0 or y1 <= y0:
+        return out
+    # Resample the face onto the image pixels of the box (inverse of `extract`'s mapping); edge padding
+    # keeps PIL's box inside the face where the box rounds outward by up to 1.5 image pixels.
+    s = crop.scale
+    p = math.ceil(2 * s) + 1
+    padded = np.pad(face, ((p, p), (p, p), (0, 0)), mode="edge")
+    box = tuple(p + (v - o) * s + 0.5 - 0.5 * s for v, o in ((x0, ox), (y0, oy), (x1, ox), (y1, oy)))
+    patch = np.asarray(Image.fromarray(padded).resize((x1 - x0, y1 - y0), Image.BILINEAR, box=box))
+    alpha = _mask(crop, x0, y0, x1, y1)[..., None]
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(region + alpha * (patch - region) + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def _mask(crop: Crop, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """Feather weights for image pixels [y0:y1, x0:x1]: a smoothstep over a superellipse radius."""
+    cx, cy = crop.center
+    half = crop.side / 2
+    nx = np.abs((np.arange(x0, x1, dtype=np.float32) - cx) / half)[None, :]
+    ny = np.abs((np.arange(y0, y1, dtype=np.float32) - cy) / half)[:, None]
+    r = (nx**4 + ny**4) ** 0.25  # p=4: a rounded square that fills the crop better than an ellipse
+    t = np.clip((1.0 - r) / FEATHER, 0.0, 1.0)
+    return t * t * (3 - 2 * t)

@@ -1,0 +1,103 @@
+"""Crop, extract and paste-back on the real astronaut face."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from animate_portrait import face
+from animate_portrait.landmarks import get_detector
+from animate_portrait.types import Crop, Landmarks
+
+
+@pytest.fixture(scope="module")
+def landmarks(astronaut) -> Landmarks:
+    return get_detector("dlib").detect(astronaut)[0]
+
+
+def test_crop_holds_the_whole_face_with_margin(landmarks):
+    crop = face.crop_for(landmarks, 256)
+    p = crop.to_crop(landmarks.points)
+    assert crop.size == 256 and 1.8 <= crop.side / max(np.ptp(landmarks.points, axis=0)) <= 2.0
+    assert p.min() > 256 * 0.15 and p.max() < 256 * 0.9  # margin all round, more room above for hair
+    assert p[:, 1].min() > 256 - p[:, 1].max()  # forehead/hair room above the brows exceeds room below
+
+
+def test_extract_identity_and_speed(astronaut):
+    crop = Crop(center=(164.0, 114.0), side=128.0, size=128)
+    assert np.array_equal(face.extract(astronaut, crop), astronaut[50:178, 100:228])
+    crop = Crop(center=(225.0, 120.0), side=180.0, size=256)
+    t = time.perf_counter()
+    for _ in range(20):
+        face.extract(astronaut, crop)
+    assert (time.perf_counter() - t) / 20 < 0.01  # ~1 ms; a generous bound for a busy machine
+
+
+def test_extract_points_land_on_the_same_features(astronaut, landmarks):
+    crop = face.crop_for(landmarks, 256)
+    img = face.extract(astronaut, crop).astype(int)
+    for i in (30, 36, 48, 8):
+        u, v = np.round(crop.to_crop(landmarks.points[i : i + 1])[0]).astype(int)
+        x, y = np.round(landmarks.points[i]).astype(int)
+        assert np.abs(img[v, u] - astronaut[y, x]).max() < 30
+
+
+def test_extract_replicates_borders(astronaut):
+    crop = Crop(center=(0.0, 0.0), side=100.0, size=50)
+    out = face.extract(astronaut, crop)
+    assert out.shape == (50, 50, 3)
+    assert np.abs(out[:20, :20].astype(int) - astronaut[0, 0]).max() <= 1  # corner pixel, replicated
+    far = face.extract(astronaut, Crop(center=(-900.0, 2000.0), side=40.0, size=16))
+    assert (far == astronaut[-1, 0]).all()
+
+
+def test_paste_back_round_trip_touches_only_the_box(astronaut, landmarks):
+    crop = face.crop_for(landmarks, 256)
+    out = face.paste_back(astronaut, face.extract(astronaut, crop), crop)
+    assert out is not astronaut and out.shape == astronaut.shape and out.dtype == np.uint8
+    diff = np.abs(out.astype(int) - astronaut)
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) < 12
+    (x0, y0), s = crop.origin, crop.side
+    outside = np.ones(astronaut.shape[:2], bool)
+    outside[int(y0) : int(np.ceil(y0 + s)) + 1, int(x0) : int(np.ceil(x0 + s)) + 1] = False
+    assert (diff[outside] == 0).all()
+
+
+def test_paste_back_feathers_to_the_border(astronaut, landmarks):
+    crop = face.crop_for(landmarks, 256)
+    black = np.zeros((256, 256, 3), np.uint8)
+    out = face.paste_back(astronaut, black, crop).astype(int)
+    cx, cy = (round(v) for v in crop.center)
+    assert (out[cy, cx] == 0).all()  # the middle is the pasted face
+    x_edge = int(crop.origin[0]) + 1
+    assert np.abs(out[cy, x_edge] - astronaut[cy, x_edge]).max() < 8  # the border is the picture
+    row = out[cy, x_edge:cx, 0]  # a smooth ramp in between: no step larger than a few levels
+    assert np.abs(np.diff(row - astronaut[cy, x_edge:cx, 0])).max() < 40
+
+
+def test_paste_back_at_the_image_corner_is_clipped(astronaut):
+    crop = Crop(center=(10.0, 10.0), side=128.0, size=64)
+    out = face.paste_back(astronaut, np.zeros((64, 64, 3), np.uint8), crop)
+    changed = (out != astronaut).any(axis=2)
+    assert changed.any() and not changed[80:].any() and not changed[:, 80:].any()
+
+
+def test_crop_track_is_smooth_and_fills_gaps(landmarks):
+    rng = np.random.default_rng(0)
+    t = np.arange(60)
+    pts = landmarks.points[None] + np.stack([t * 1.0, 0 * t], 1)[:, None, :].astype(np.float32)
+    noisy = pts + rng.normal(0, 1.5, pts.shape).astype(np.float32)
+    noisy[20:23] = np.nan
+    crops = face.crop_track(noisy, 256)
+    assert len(crops) == 60 and all(c.size == 256 for c in crops)
+    centre = np.array([c.center[0] for c in crops])
+    ideal = np.array([face.crop_for(Landmarks(p), 256).center[0] for p in pts])
+    raw = np.array(
+        [face.crop_for(Landmarks(p), 256).center[0] if np.isfinite(p).all() else np.nan for p in noisy]
+    )
+    assert np.abs(centre - ideal).std() < 0.6 * np.nanstd(raw - ideal)  # less jitter than per-frame crops
+    assert np.abs(centre - ideal).max() < 3  # and it follows the pan without lag
+    sides = np.array([c.side for c in crops])
+    assert np.ptp(sides) < 0.05 * sides.mean()
