@@ -254,7 +254,6 @@ def write_clip(path, frames: list[np.ndarray], fps: float = 25) -> None:
     writer.close()
 
 
-@pytest.mark.slow
 def test_analyse_driver_tracks_fills_and_reports(stages, astronaut, tmp_path) -> None:
     video, landmarks = stages
     face = astronaut[40:296, 96:352]  # 256x256 around the face

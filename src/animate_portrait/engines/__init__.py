@@ -1,0 +1,37 @@
+"""Face renderers behind one interface (`Renderer`): static, warp (TPS baseline) and neural.
+
+The neural engine is imported only when asked for: it pulls in the models and weights, and is written
+in `engines/neural.py`, which must define `NeuralRenderer(size: int, device: str, weights: Path | None)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+from .base import Renderer
+from .static import StaticRenderer
+from .warp import WarpRenderer
+
+ENGINES = ("static", "warp", "neural")
+
+__all__ = ["ENGINES", "Renderer", "StaticRenderer", "WarpRenderer", "get_renderer"]
+
+
+def get_renderer(name: str, size: int, device: str = "cpu", weights: Path | None = None) -> Renderer:
+    """The renderer called `name`, working on size×size crops on `device` ("auto" picks CUDA if present)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "static":
+        return StaticRenderer(size)
+    if name == "warp":
+        return WarpRenderer(size, device)
+    if name == "neural":
+        try:
+            from .neural import NeuralRenderer
+        except ImportError as exc:
+            raise InputError(None, f"neural engine unavailable: {exc}") from None
+        return NeuralRenderer(size=size, device=device, weights=weights)
+    raise InputError(None, f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
