@@ -38,7 +38,7 @@ def test_round_trip_frames_fps_and_quality(tmp_path, astronaut):
     info = video.probe(out)
     assert info.fps == 24 and info.size == (128, 96) and not info.has_audio
     frames = list(video.read_frames(out))
-    assert len(frames) == 12
+    assert len(frames) == 12 and frames[0].flags.writeable
     ref = _frames(astronaut, 12, 128, 96)
     err = np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(frames, ref, strict=True)])
     assert err < 4, err  # crf 18: close to the input

@@ -137,8 +137,11 @@ def read_frames(path: Path, max_frames: int | None = None) -> Iterator[np.ndarra
         try:
             assert proc.stdout is not None
             while max_frames is None or n < max_frames:
-                buf = proc.stdout.read(nbytes)
-                if len(buf) < nbytes:
+                buf = bytearray(nbytes)  # a fresh, writable buffer per frame: callers may keep or edit frames
+                view, got = memoryview(buf), 0
+                while got < nbytes and (k := proc.stdout.readinto(view[got:])):
+                    got += k
+                if got < nbytes:
                     break
                 n += 1
                 yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
