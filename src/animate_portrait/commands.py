@@ -14,4 +14,5 @@ def register(app: typer.Typer) -> None:
             mod = __import__(f"animate_portrait.{module}", fromlist=["register"])
         except ImportError:
             continue  # a module still being written; its commands simply don't appear yet
-        mod.register(app)
+        if hasattr(mod, "register"):
+            mod.register(app)
