@@ -101,3 +101,19 @@ def test_crop_track_is_smooth_and_fills_gaps(landmarks):
     assert np.abs(centre - ideal).max() < 3  # and it follows the pan without lag
     sides = np.array([c.side for c in crops])
     assert np.ptp(sides) < 0.05 * sides.mean()
+
+
+def test_extract_shrinks_a_big_face(astronaut):
+    """A crop much larger than its output (scale < 1), as for big photos, stays inside PIL's box rules."""
+    from PIL import Image
+
+    from animate_portrait.face import crop_for, extract
+    from animate_portrait.landmarks import get_detector
+
+    big = np.asarray(Image.fromarray(astronaut).resize((3072, 3072), Image.BILINEAR))
+    crop = crop_for(get_detector("dlib").detect(big)[0], 128)
+    assert crop.scale < 0.2
+    small = extract(big, crop)
+    reference = extract(astronaut, crop_for(get_detector("dlib").detect(astronaut)[0], 128))
+    assert small.shape == (128, 128, 3)
+    assert np.abs(small.astype(float) - reference).mean() < 12

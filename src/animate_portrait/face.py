@@ -61,8 +61,11 @@ def extract(image: np.ndarray, crop: Crop) -> np.ndarray:
     """
     h, w = image.shape[:2]
     ox, oy = crop.origin
-    x0, y0 = math.floor(ox) - 1, math.floor(oy) - 1
-    x1, y1 = math.ceil(ox + crop.side) + 2, math.ceil(oy + crop.side) + 2
+    # The margin keeps PIL's box inside the region: the box shifts by up to half a crop pixel, which is
+    # many image pixels when the crop shrinks a big face (scale < 1).
+    m = math.ceil(0.5 / crop.scale) + 1
+    x0, y0 = math.floor(ox) - m, math.floor(oy) - m
+    x1, y1 = math.ceil(ox + crop.side) + m + 1, math.ceil(oy + crop.side) + m + 1
     region = image[max(y0, 0) : min(y1, h), max(x0, 0) : min(x1, w)]
     pad = ((max(-y0, 0), max(y1 - h, 0)), (max(-x0, 0), max(x1 - w, 0)), (0, 0))
     if region.size == 0:  # the crop lies wholly outside: replicate the nearest border pixel
