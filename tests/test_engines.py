@@ -12,7 +12,7 @@ from PIL import Image
 
 from animate_portrait import motion
 from animate_portrait.engines import Renderer, StaticRenderer, WarpRenderer, get_renderer
-from animate_portrait.engines.warp import fit_tps
+from animate_portrait.engines.warp import eval_tps, fit_tps
 from animate_portrait.errors import InputError
 from animate_portrait.types import Crop, SourceFace
 
@@ -91,7 +91,7 @@ def test_warp_own_landmarks_return_the_source(source) -> None:
     r = get_renderer("warp", SIZE, "cpu", None)
     r.prepare([source, other(source)])  # K-shot: the first source is warped
     out = r.render(source.points[None])
-    assert out.shape == (1, SIZE, SIZE, 3) and out.dtype == np.uint8
+    assert out.shape == (1, SIZE, SIZE, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
     assert np.abs(out[0].astype(int) - source.face).mean() < 0.5
 
 
@@ -116,6 +116,19 @@ def test_fit_tps_survives_coincident_points() -> None:
     values[0, 1] += 0.05  # one target, two different sources (lips pressed shut over an open mouth)
     kernel, affine = fit_tps(centres, values)
     assert torch.isfinite(kernel).all() and torch.isfinite(affine).all()
+
+
+def test_tps_interpolates_and_agrees_with_kornia() -> None:
+    from kornia.geometry.transform import warp_points_tps
+
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.rand(2, 20, 2, generator=gen) * 2 - 1
+    values = centres + 0.05 * torch.randn(2, 20, 2, generator=gen)
+    kernel, affine = fit_tps(centres, values, regulariser=0.0)
+    assert torch.allclose(eval_tps(centres, centres, kernel, affine), values, atol=1e-4)
+    probe = torch.rand(2, 50, 2, generator=gen) * 2 - 1
+    reference = warp_points_tps(probe, centres, kernel, affine)
+    assert torch.allclose(eval_tps(probe, centres, kernel, affine), reference, atol=1e-4)
 
 
 def test_warp_opens_the_mouth_where_dlib_sees_it(source, detector) -> None:

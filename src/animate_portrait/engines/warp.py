@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from kornia.geometry.transform import warp_points_tps
 
 from ..types import SourceFace
 from .base import check_sources, check_targets
@@ -36,9 +35,17 @@ def border_anchors(per_side: int = 5) -> torch.Tensor:
     return torch.cat(sides)
 
 
-def fit_tps(centres: torch.Tensor, values: torch.Tensor, regulariser: float = REGULARISER):
+def _kernel(points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """TPS radial basis U(r) = r² log r between (B, M, 2) points and (B, N, 2) centres -> (B, M, N)."""
+    d2 = torch.cdist(points, centres).square()
+    return 0.5 * d2 * torch.log(d2.clamp_min(1e-30))  # 0.5 r² log r² = r² log r, and 0 at r = 0
+
+
+def fit_tps(
+    centres: torch.Tensor, values: torch.Tensor, regulariser: float = REGULARISER
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Thin-plate spline f with f(centres_i) ≈ values_i: kernel (B, N, 2) and affine (B, 3, 2) weights
-    in kornia's layout, to be evaluated with kornia's `warp_points_tps(p, centres, ...)`.
+    in kornia's layout (f(p) = a_0 + [x y]·A + Σ_j w_j U(|p - c_j|), as `warp_points_tps` evaluates).
 
     Solved here rather than with kornia's `get_tps_transform`: that one centres the kernels on one
     point set while interpolating at the other, and has no regulariser, so coincident control points
@@ -46,15 +53,21 @@ def fit_tps(centres: torch.Tensor, values: torch.Tensor, regulariser: float = RE
     """
     b, n, _ = centres.shape
     c = centres.double()
-    d2 = torch.cdist(c, c).square()
-    k = torch.where(d2 > 0, 0.5 * d2 * torch.log(d2.clamp_min(1e-30)), torch.zeros_like(d2))  # r² log r
-    k = k + regulariser * torch.eye(n, dtype=c.dtype, device=c.device)
+    k = _kernel(c, c) + regulariser * torch.eye(n, dtype=c.dtype, device=c.device)
     p = torch.cat([torch.ones(b, n, 1, dtype=c.dtype, device=c.device), c], dim=2)
     top = torch.cat([k, p], dim=2)
     bottom = torch.cat([p.transpose(1, 2), torch.zeros(b, 3, 3, dtype=c.dtype, device=c.device)], dim=2)
     rhs = torch.cat([values.double(), torch.zeros(b, 3, 2, dtype=c.dtype, device=c.device)], dim=1)
     weights = torch.linalg.solve(torch.cat([top, bottom], dim=1), rhs).to(centres.dtype)
     return weights[:, :n], weights[:, n:]
+
+
+def eval_tps(
+    points: torch.Tensor, centres: torch.Tensor, kernel: torch.Tensor, affine: torch.Tensor
+) -> torch.Tensor:
+    """f(points) for the spline from fit_tps. Same result as kornia's `warp_points_tps`, which
+    broadcasts a (B, M, N, 2) product; one matmul here is 2-3x faster on a CPU for our 4096 x 84."""
+    return _kernel(points, centres) @ kernel + affine[:, :1] + points @ affine[:, 1:]
 
 
 class WarpRenderer:
@@ -100,10 +113,12 @@ class WarpRenderer:
         axis = torch.linspace(-edge, edge, self.grid, device=self.device)
         ys, xs = torch.meshgrid(axis, axis, indexing="ij")
         lattice = torch.stack([xs, ys], dim=-1).reshape(1, -1, 2).expand(b, -1, -1)
-        coarse = warp_points_tps(lattice, dst, kernel, affine).reshape(b, self.grid, self.grid, 2)
+        coarse = eval_tps(lattice, dst, kernel, affine).reshape(b, self.grid, self.grid, 2)
         sampling = F.interpolate(
             coarse.permute(0, 3, 1, 2), size=(self.size, self.size), mode="bilinear", align_corners=True
         ).permute(0, 2, 3, 1)
         face = self._face.expand(b, -1, -1, -1)
         out = F.grid_sample(face, sampling, mode="bilinear", padding_mode="border", align_corners=False)
-        return out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        # Contiguous (B, H, W, 3): a permuted view would reach dlib, PIL and ffmpeg with strides they
+        # ignore (dlib then reads scrambled pixels).
+        return out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
