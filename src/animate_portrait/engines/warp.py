@@ -105,20 +105,31 @@ class WarpRenderer:
         targets = check_targets(targets)
         b = len(targets)
         dst = torch.cat([self._normalise(targets), self.anchors.expand(b, -1, -1)], dim=1)
-        src = self._points.expand(b, -1, -1)
-        kernel, affine = fit_tps(dst, src)  # backward map: output (target) position -> source position
+        kernel, affine = fit_tps(dst, self._points.expand(b, -1, -1))  # backward: target -> source
+        # On a CPU, one frame at a time: a frame's (4096, 84) kernel matrix stays in cache, while a
+        # batch's spills it and ran 4x slower per frame. A GPU wants the whole batch at once.
+        step = b if self.device.type == "cuda" else 1
+        frames = [
+            self._sample(dst[i : i + step], kernel[i : i + step], affine[i : i + step])
+            for i in range(0, b, step)
+        ]
+        # Contiguous (B, H, W, 3): a permuted view would reach dlib, PIL and ffmpeg with strides they
+        # ignore (dlib then reads scrambled pixels).
+        return torch.cat(frames).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+    def _sample(self, dst: torch.Tensor, kernel: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
+        """(n, 3, size, size) uint8: the source face read through the splines fitted at `dst`."""
+        n = len(dst)
         # Coarse lattice spanning the first to the last pixel centre, so that align_corners=True
         # upsampling puts its samples exactly on the output's pixel centres.
         edge = 1 - 1 / self.size
         axis = torch.linspace(-edge, edge, self.grid, device=self.device)
         ys, xs = torch.meshgrid(axis, axis, indexing="ij")
-        lattice = torch.stack([xs, ys], dim=-1).reshape(1, -1, 2).expand(b, -1, -1)
-        coarse = eval_tps(lattice, dst, kernel, affine).reshape(b, self.grid, self.grid, 2)
+        lattice = torch.stack([xs, ys], dim=-1).reshape(1, -1, 2).expand(n, -1, -1)
+        coarse = eval_tps(lattice, dst, kernel, affine).reshape(n, self.grid, self.grid, 2)
         sampling = F.interpolate(
             coarse.permute(0, 3, 1, 2), size=(self.size, self.size), mode="bilinear", align_corners=True
         ).permute(0, 2, 3, 1)
-        face = self._face.expand(b, -1, -1, -1)
+        face = self._face.expand(n, -1, -1, -1)
         out = F.grid_sample(face, sampling, mode="bilinear", padding_mode="border", align_corners=False)
-        # Contiguous (B, H, W, 3): a permuted view would reach dlib, PIL and ffmpeg with strides they
-        # ignore (dlib then reads scrambled pixels).
-        return out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        return out.round().clamp(0, 255).to(torch.uint8)
