@@ -254,6 +254,7 @@ def write_clip(path, frames: list[np.ndarray], fps: float = 25) -> None:
     writer.close()
 
 
+@pytest.mark.slow  # two ffmpeg encodes + dlib: 1-4 s depending on load
 def test_analyse_driver_tracks_fills_and_reports(stages, astronaut, tmp_path) -> None:
     video, landmarks = stages
     face = astronaut[40:296, 96:352]  # 256x256 around the face
