@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import run_cli, run_process
-from conftest import Driver
 
 from animate_portrait import identity, motion, video
 from animate_portrait.landmarks import get_detector
+from cli_helpers import run_cli, run_process
+from conftest import Driver
 
 
 def _mouth_track(path: Path) -> tuple[np.ndarray, int]:
@@ -76,8 +76,20 @@ def test_json_summary_on_stdout(animated, driver: Driver):
 def test_crop_only_and_no_audio(tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch):
     out = tmp_path / "crop.mp4"
     ran = run_cli(
-        [astronaut_png, "--driver", driver.path, "-o", out, "--crop-only", "--no-audio", "--size", "128",
-         "--max-frames", "5", "-q"],
+        [
+            astronaut_png,
+            "--driver",
+            driver.path,
+            "-o",
+            out,
+            "--crop-only",
+            "--no-audio",
+            "--size",
+            "128",
+            "--max-frames",
+            "5",
+            "-q",
+        ],
         capsys,
         monkeypatch,
     )
@@ -92,19 +104,33 @@ def test_motion_file_is_reusable(tmp_path, driver: Driver, astronaut_png: Path, 
     ran = run_cli(["motion", driver.path, "-o", motion_file, "-q"], capsys, monkeypatch)
     assert ran.code == 0, ran.err
     out = tmp_path / "from_motion.mp4"
-    ran = run_cli([astronaut_png, "--driver", motion_file, "-o", out, "--max-frames", "6", "-q"], capsys, monkeypatch)
+    ran = run_cli(
+        [astronaut_png, "--driver", motion_file, "-o", out, "--max-frames", "6", "-q"], capsys, monkeypatch
+    )
     assert ran.code == 0, ran.err
     assert len(list(video.read_frames(out))) == 6
     assert video.probe(out).has_audio  # the motion file remembers where the driver's audio is
 
 
-def test_batch_goes_on_after_a_bad_portrait(tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch):
+def test_batch_goes_on_after_a_bad_portrait(
+    tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch
+):
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")
     listing = f"{astronaut_png}\n{bad}\n"
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO(listing))
     ran = run_cli(
-        ["batch", "-", "--driver", driver.path, "--output-dir", tmp_path / "out", "--max-frames", "3", "--json"],
+        [
+            "batch",
+            "-",
+            "--driver",
+            driver.path,
+            "--output-dir",
+            tmp_path / "out",
+            "--max-frames",
+            "3",
+            "--json",
+        ],
         capsys,
         monkeypatch,
     )

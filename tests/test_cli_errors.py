@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import run_cli
-from conftest import Driver
 from PIL import Image
 
 from animate_portrait import video
+from cli_helpers import run_cli
+from conftest import Driver
 
 
 def _assert_clean_failure(ran, out: Path, names: str, code: int = 1) -> None:
@@ -78,7 +78,16 @@ def test_driver_with_zero_frames(out, astronaut_png: Path, capsys, monkeypatch):
 
     empty = out.parent / "empty.mp4"
     # A valid MP4 with an audio track and no video frames at all.
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=duration=0.5", str(empty)]
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-v",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=0.5",
+        str(empty),
+    ]
     subprocess.run(cmd, check=True)
     ran = run_cli([astronaut_png, "--driver", empty, "-o", out], capsys, monkeypatch)
     _assert_clean_failure(ran, out, "empty.mp4")
@@ -114,7 +123,9 @@ def test_output_folder_unwritable(tmp_path, driver: Driver, astronaut_png: Path,
             pytest.skip("running as root without /sys: no folder here is unwritable to root")
         folder = Path("/sys")
     out = folder / "out.mp4"
-    ran = run_cli([astronaut_png, "--driver", driver.path, "-o", out, "--max-frames", "2"], capsys, monkeypatch)
+    ran = run_cli(
+        [astronaut_png, "--driver", driver.path, "-o", out, "--max-frames", "2"], capsys, monkeypatch
+    )
     assert ran.code == 1 and str(out) in ran.err and "Traceback" not in ran.err
     assert not out.exists()
 
@@ -124,8 +135,11 @@ def test_existing_output_needs_overwrite(out, driver: Driver, astronaut_png: Pat
     ran = run_cli([astronaut_png, "--driver", driver.path, "-o", out], capsys, monkeypatch)
     assert ran.code == 1 and "out.mp4" in ran.err and "--overwrite" in ran.err
     assert out.read_bytes() == b"precious"
-    ran = run_cli([astronaut_png, "--driver", driver.path, "-o", out, "--overwrite", "--max-frames", "2", "-q"],
-                  capsys, monkeypatch)
+    ran = run_cli(
+        [astronaut_png, "--driver", driver.path, "-o", out, "--overwrite", "--max-frames", "2", "-q"],
+        capsys,
+        monkeypatch,
+    )
     assert ran.code == 0 and len(list(video.read_frames(out))) == 2
 
 

@@ -26,7 +26,12 @@ def output_names(portraits: list[Path], output_dir: Path) -> list[Path]:
 
 
 def run_batch(
-    portraits: list[Path], driver: Path, output_dir: Path, config: RenderConfig, report: Reporter, as_json: bool
+    portraits: list[Path],
+    driver: Path,
+    output_dir: Path,
+    config: RenderConfig,
+    report: Reporter,
+    as_json: bool,
 ) -> int:
     """Animate each portrait; print one line (JSON with --json) per portrait; return how many failed."""
     if not portraits:
@@ -35,14 +40,19 @@ def run_batch(
         raise InputError(output_dir, "is not a folder")
     output_dir.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(config)
-    pipeline.renderer  # load weights before the long driver analysis: bad weights fail fast
+    pipeline.load_renderer()
     driving = report.analyse(pipeline, driver)
     failed = 0
     with report.bar("portraits", len(portraits)) as step:
         for portrait, output in zip(portraits, output_names(portraits, output_dir), strict=True):
             try:
                 result = pipeline.animate([portrait], driving, output)
-                line = {"source": str(portrait), "output": str(output), "status": "ok", "frames": result.frames}
+                line = {
+                    "source": str(portrait),
+                    "output": str(output),
+                    "status": "ok",
+                    "frames": result.frames,
+                }
                 text = f"ok    {portrait} -> {output}"
             except (InputError, OSError, RuntimeError, ValueError) as err:
                 # One bad portrait must not sink a batch of thousands: report it and go on.

@@ -101,7 +101,9 @@ def run_bench(portrait: Path, driver: Path, config: RenderConfig, workdir: Path)
 def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench(
-        driver: Annotated[Path | None, typer.Option(help="Driving video (default: a synthetic talking astronaut).")] = None,
+        driver: Annotated[
+            Path | None, typer.Option(help="Driving video (default: a synthetic talking astronaut).")
+        ] = None,
         portrait: Annotated[Path | None, typer.Option(help="Portrait (default: the astronaut).")] = None,
         engine: Annotated[str, typer.Option(help="neural | warp | static")] = "warp",
         size: Annotated[int, typer.Option()] = 256,
@@ -127,7 +129,9 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"{result.engine} engine, {result.size}² crop, {result.frames} frames, {result.device}")
+        table = Table(
+            title=f"{result.engine} engine, {result.size}² crop, {result.frames} frames, {result.device}"
+        )
         table.add_column("stage")
         table.add_column("ms/frame", justify="right")
         for stage, value in result.ms_per_frame.items():

@@ -88,7 +88,9 @@ def animate(
     """Animate SOURCE image(s) with a driving video into one MP4."""
     from .pipeline import Pipeline, check_sources
 
-    config = _config(engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite)
+    config = _config(
+        engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite
+    )
     report = Reporter(quiet=quiet)
     with report.guard():
         check_sources(sources)
@@ -96,9 +98,11 @@ def animate(
 
         video.check_output(output, overwrite)
         pipeline = Pipeline(config)
-        pipeline.renderer  # load weights before the long driver analysis: bad weights fail fast
+        pipeline.load_renderer()
         driving = report.analyse(pipeline, driver)
-        with report.bar("rendering", driving.n_frames if not max_frames else min(max_frames, driving.n_frames)) as step:
+        with report.bar(
+            "rendering", driving.n_frames if not max_frames else min(max_frames, driving.n_frames)
+        ) as step:
             result = pipeline.animate(sources, driving, output, progress=step)
         report.done(result, as_json)
 
@@ -125,7 +129,12 @@ def motion_cmd(
         pipeline = Pipeline(RenderConfig(landmarks=landmarks, max_frames=max_frames))
         driving = report.analyse(pipeline, video_path)
         motion.save_motion(driving, output)
-        summary = {"output": str(output), "frames": driving.n_frames, "fps": driving.fps, "filled": driving.n_filled}
+        summary = {
+            "output": str(output),
+            "frames": driving.n_frames,
+            "fps": driving.fps,
+            "filled": driving.n_filled,
+        }
         report.emit(summary, as_json, f"wrote {output} ({driving.n_frames} frames)")
 
 
@@ -134,7 +143,9 @@ def motion_cmd(
     epilog="Example: ls *.jpg | animate-portrait batch - --driver talk.mp4 --output-dir out/ --json",
 )
 def batch(
-    portraits: Annotated[list[str], typer.Argument(help="Portrait images; '-' reads one path per line from stdin.")],
+    portraits: Annotated[
+        list[str], typer.Argument(help="Portrait images; '-' reads one path per line from stdin.")
+    ],
     driver: Driver,
     output_dir: Annotated[Path, typer.Option("--output-dir", help="Folder for <portrait>.mp4 files.")],
     engine: Engine = DEFAULT_ENGINE,
@@ -153,7 +164,9 @@ def batch(
     """Animate many portraits with one driver, analysed once. A failed portrait does not stop the others."""
     from .batch import run_batch
 
-    config = _config(engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite)
+    config = _config(
+        engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite
+    )
     report = Reporter(quiet=quiet)
     with report.guard():
         paths = _expand_stdin(portraits)
@@ -209,7 +222,18 @@ def _register_optional_commands() -> None:
     register(app)
 
 
-SUBCOMMANDS = {"animate", "motion", "batch", "demo", "version", "prepare", "train", "evaluate", "bench", "finetune"}
+SUBCOMMANDS = {
+    "animate",
+    "motion",
+    "batch",
+    "demo",
+    "version",
+    "prepare",
+    "train",
+    "evaluate",
+    "bench",
+    "finetune",
+}
 
 
 def main() -> None:

@@ -61,7 +61,9 @@ class Reporter:
         except Exception as err:  # noqa: BLE001 - the last line of defence before the shell
             if DEBUG:
                 raise
-            fail(f"internal error: {type(err).__name__}: {err} (set ANIMATE_PORTRAIT_DEBUG=1 for a traceback)")
+            fail(
+                f"internal error: {type(err).__name__}: {err} (set ANIMATE_PORTRAIT_DEBUG=1 for a traceback)"
+            )
             raise typer.Exit(EXIT_INTERNAL) from None
 
     @contextmanager
@@ -102,7 +104,8 @@ class Reporter:
         with self.bar("driver landmarks", total) as step:
             driving = pipeline.analyse(driver, on_frame=lambda: step(1))
         if driving.n_filled:
-            self.info(f"{driver}: no face in {driving.n_filled} of {driving.n_frames} frames; filled from neighbours")
+            filled = f"{driving.n_filled} of {driving.n_frames}"
+            self.info(f"{driver}: no face in {filled} frames; their landmarks were filled from neighbours")
         if driving.n_faces_max > 1:
             self.info(f"{driver}: several faces seen; following the largest")
         return driving
@@ -117,6 +120,10 @@ class Reporter:
     def done(self, result: object, as_json: bool) -> None:
         summary = asdict(result) if is_dataclass(result) else dict(result)
         if summary.get("faces_in_portrait", 1) > 1:
-            self.info(f"{summary['source']}: {summary['faces_in_portrait']} faces found; animated the largest")
-        line = f"wrote {summary['output']} ({summary['frames']} frames, {summary['width']}×{summary['height']})"
+            self.info(
+                f"{summary['source']}: {summary['faces_in_portrait']} faces found; animated the largest"
+            )
+        line = (
+            f"wrote {summary['output']} ({summary['frames']} frames, {summary['width']}×{summary['height']})"
+        )
         self.emit(summary, as_json, line)

@@ -91,6 +91,10 @@ class Pipeline:
             self._renderer = get_renderer(cfg.engine, cfg.size, self.device, cfg.weights)
         return self._renderer
 
+    def load_renderer(self) -> None:
+        """Load the renderer (and its weights) now: bad weights then fail before a long driver analysis."""
+        _ = self.renderer
+
     # --- inputs -------------------------------------------------------------------------------
     def load_source(self, path: Path) -> SourceFace:
         """Read a portrait, find its largest face and cut the working-size crop around it."""
