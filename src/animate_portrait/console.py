@@ -35,11 +35,11 @@ def fail(message: str) -> None:
 
 
 class Reporter:
-    """Progress and messages for one command; silent with -q or when stderr is not a terminal."""
+    """Progress and messages for one command; the bar shows on a terminal only (not piped, not with -q)."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
-        self.show_bars = not quiet and stderr.is_terminal
+        self.show_bars = not quiet and stderr.is_terminal and sys.stdout.isatty()
 
     def info(self, message: str) -> None:
         if not self.quiet:
