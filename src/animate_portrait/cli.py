@@ -20,7 +20,10 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode="rich",
-    help="Bring a portrait to life: its face talks, blinks and turns as the person in a driving video does.",
+    help=(
+        "Bring a portrait to life: its face talks, blinks and turns as the person in a driving video does.\n\n"
+        "animate-portrait SOURCE... --driver VIDEO -o OUT.mp4 runs the [bold]animate[/] command."
+    ),
 )
 
 # Options shared by the commands that render.
