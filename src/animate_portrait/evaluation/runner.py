@@ -1,0 +1,128 @@
+"""Runs the evaluations over clips, portraits and drivers, and gathers per-item numbers into table rows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .common import Judge, RendererFactory, Setup, mean_over
+from .report import CROSS_COLUMNS, SELF_COLUMNS, Results, Section
+
+
+def run_evaluation(
+    clips: list[Path],
+    setups: list[Setup],
+    factory: RendererFactory,
+    portraits: list[Path] | None = None,
+    drivers: list[Path] | None = None,
+    max_frames: int | None = None,
+    step: int = 1,
+    on_item: Callable[[], None] | None = None,
+) -> Results:
+    """Both evaluations; engines that cannot be built here (missing weights) are skipped with a note."""
+    from ..landmarks import get_detector
+
+    started = time.perf_counter()
+    engines = sorted({s.engine for s in setups})
+    skipped = [{"engine": e, "reason": why} for e in engines if (why := factory.check(e))]
+    usable = [s for s in setups if s.engine not in {x["engine"] for x in skipped}]
+    judge = Judge(get_detector("dlib"), factory.device)
+    sections = [_self(clips, usable, factory, judge, max_frames, step, skipped, on_item)]
+    if portraits:
+        engines = list(dict.fromkeys(s.engine for s in usable))  # cross is 1-shot: portraits are one image
+        sections.append(
+            _cross(portraits, drivers or clips, engines, factory, judge, max_frames, step, skipped, on_item)
+        )
+    settings = {
+        "clips": [str(c) for c in clips],
+        "portraits": [str(p) for p in portraits or []],
+        "drivers": [str(d) for d in (drivers or clips)] if portraits else [],
+        "setups": [s.label for s in setups],
+        "max_frames": max_frames,
+        "frame_step": step,
+        "size": factory.size,
+        "device": factory.device,
+        "weights": None if factory.weights is None else str(factory.weights),
+        "landmarks": "dlib",
+        "self_reenactment": "absolute landmarks, first source frame's crop, targets after the largest K",
+        "cross_reenactment": "relative motion, the portrait's crop (as animate)",
+        "version": _version(),
+    }
+    return Results(settings, sections, skipped, round(time.perf_counter() - started, 1))
+
+
+def _self(clips, setups, factory, judge, max_frames, step, skipped, on_item) -> Section:
+    from ..errors import InputError
+    from .self_reenactment import evaluate_clip
+
+    section = Section("self_reenactment", SELF_COLUMNS)
+    per_setup: dict[Setup, list[dict]] = {s: [] for s in setups}
+    for clip in clips:
+        try:
+            numbers = evaluate_clip(Path(clip), setups, factory, judge, max_frames, step) if setups else {}
+        except InputError as exc:  # no face in the clip, unreadable file: note it, evaluate the rest
+            skipped.append({"clip": str(clip), "reason": str(exc)})
+            numbers = {}
+        for setup, values in numbers.items():
+            per_setup[setup].append(values)
+            section.items.append({"clip": Path(clip).name, **setup.label, **values})
+        if on_item:
+            on_item()
+    section.rows = [_row(s, v) for s, v in per_setup.items() if v]
+    return section
+
+
+def _cross(portraits, drivers, engines, factory, judge, max_frames, step, skipped, on_item) -> Section:
+    from ..errors import InputError
+    from ..pipeline import Pipeline
+    from ..types import RenderConfig
+    from .cross_reenactment import evaluate_pair, subsample
+
+    section = Section("cross_reenactment", CROSS_COLUMNS)
+    config = RenderConfig(size=factory.size, device=factory.device, weights=factory.weights, crop_only=True)
+    pipelines = {e: Pipeline(RenderConfig(**{**config.__dict__, "engine": e})) for e in engines}
+    loader = Pipeline(config)
+    sources, motions = {}, {}
+    for path in portraits:
+        try:
+            sources[path] = loader.load_source(Path(path))
+        except InputError as exc:
+            skipped.append({"portrait": str(path), "reason": str(exc)})
+    for path in drivers:
+        try:
+            motions[path] = subsample(_analyse(loader, path, max_frames, step), step, max_frames)
+        except InputError as exc:
+            skipped.append({"driver": str(path), "reason": str(exc)})
+    per_engine: dict[str, list[dict]] = {e: [] for e in engines}
+    for engine, pipeline in pipelines.items():
+        for p, source in sources.items():
+            for d, driving in motions.items():
+                values = evaluate_pair(pipeline, source, driving, judge)
+                per_engine[engine].append(values)
+                item = {"portrait": Path(p).name, "driver": Path(d).name, **Setup(engine).label, **values}
+                section.items.append(item)
+                if on_item:
+                    on_item()
+    section.rows = [_row(Setup(e), v) for e, v in per_engine.items() if v]
+    return section
+
+
+def _analyse(pipeline, path, max_frames: int | None, step: int):
+    """Analyse only the frames that will be used (a motion file, .npz, is read whole)."""
+    from .. import motion
+
+    if max_frames is None or Path(path).suffix.lower() == ".npz":
+        return pipeline.analyse(Path(path))
+    return motion.analyse_driver(Path(path), pipeline.detector, (max_frames - 1) * step + 1)
+
+
+def _row(setup: Setup, values: list[dict]) -> dict:
+    means = mean_over([{k: v for k, v in x.items() if k != "frames"} for x in values])
+    return {**setup.label, "n": len(values), "frames": int(sum(x["frames"] for x in values)), **means}
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
