@@ -13,7 +13,7 @@ from animate_portrait.evaluation import Setup, parse_setups
 from cli_helpers import run_cli
 from conftest import Driver
 
-N_TARGETS = 10  # the driver opens and closes its mouth every 8 frames: more than one cycle
+N_TARGETS = 8  # the driver opens and closes its mouth every 8 frames: one whole cycle
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_cross_reenactment_follows_the_driver(evaluated: dict):
     assert warp["face_found"] == 1.0
     assert warp["mouth_corr"] > 0.8
     assert warp["identity"] < 0.6  # the astronaut driven by herself stays herself
-    assert rows["static 1"]["mouth_corr"] is None or rows["static 1"]["mouth_corr"] < warp["mouth_corr"]
+    assert rows["static 1"]["mouth_corr"] < warp["mouth_corr"]
 
 
 def test_setups_from_options():

@@ -103,4 +103,5 @@ def test_pearson_handles_gaps_and_constants():
     y[4] = np.nan
     assert metrics.pearson(x, y) == pytest.approx(1.0)
     assert math.isnan(metrics.pearson(x, np.ones(10)))
+    assert metrics.pearson(x, np.ones(10), constant=0.0) == 0.0
     assert math.isnan(metrics.pearson([1.0, 2.0], [1.0, 2.0]))

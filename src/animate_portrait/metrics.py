@@ -149,8 +149,12 @@ def pitch(points: np.ndarray) -> np.ndarray:
     return _along(p[..., 30, :], eyes, mouth)
 
 
-def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation over the pairs where both are finite; NaN for < 3 pairs or a constant series."""
+def pearson(x: np.ndarray, y: np.ndarray, constant: float = float("nan")) -> float:
+    """Pearson correlation over the pairs where both are finite; NaN for < 3 pairs.
+
+    A constant series has no correlation defined: `constant` is returned then. The evaluation passes 0,
+    since an output that never moves (the static engine) follows none of the driver's motion.
+    """
     x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
@@ -158,4 +162,4 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
         return float("nan")
     dx, dy = x - x.mean(), y - y.mean()
     denom = np.sqrt((dx * dx).sum() * (dy * dy).sum())
-    return float((dx * dy).sum() / denom) if denom > 1e-12 else float("nan")
+    return float((dx * dy).sum() / denom) if denom > 1e-12 else float(constant)

@@ -13,15 +13,27 @@ JSON that a weights card embeds.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import Judge, RendererFactory, Setup
-from .report import Results
-from .runner import run_evaluation
+if TYPE_CHECKING:
+    from .common import Setup
 
 __all__ = ["Judge", "RendererFactory", "Results", "Setup", "parse_setups", "register", "run_evaluation"]
+_LAZY = {"Judge": "common", "RendererFactory": "common", "Setup": "common", "Results": "report",
+         "run_evaluation": "runner"}  # fmt: skip
+
+
+def __getattr__(name: str):
+    # The CLI imports this package to register the command: metrics, torch and scipy load only when used,
+    # so `animate-portrait --help` stays fast.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(name)
+
 
 EPILOG = (
     "Example: animate-portrait evaluate ../shared/data/clips/eval/*.mp4 --engines static,warp --shots 1 "
@@ -38,6 +50,7 @@ def _split(text: str, what: str) -> list[str]:
 
 def parse_setups(engines: str, shots: str) -> list[Setup]:
     from ..engines import ENGINES
+    from .common import Setup
 
     names = _split(engines, "engine")
     for name in names:
@@ -85,7 +98,9 @@ def evaluate(
     """Compare engines: self-reenactment on CLIPS, cross-reenactment of --portraits by --drivers."""
     from ..console import Reporter
     from ..pipeline import check_sources, resolve_device
+    from .common import RendererFactory
     from .report import print_tables, write_json
+    from .runner import run_evaluation
 
     setups = parse_setups(engines, shots)
     report = Reporter(quiet=quiet)

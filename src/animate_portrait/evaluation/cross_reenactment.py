@@ -51,7 +51,7 @@ def evaluate_pair(
     keep = np.asarray(driving.found)
 
     def corr(name: str, fn) -> float:
-        return metrics.pearson(np.asarray(s.values[name])[keep], fn(real))
+        return metrics.pearson(np.asarray(s.values[name])[keep], fn(real), constant=0.0)
 
     return {
         "identity": mean_finite(s.values["identity"]),

@@ -94,6 +94,6 @@ def _score(batch, renderers, judge: Judge, series: dict[Setup, Series], real_ope
 
 def _summary(s: Series, real_opening: list[float]) -> dict[str, float]:
     out = {k: mean_finite(v) for k, v in s.values.items() if k != "opening"}
-    out["mouth_corr"] = metrics.pearson(s.values["opening"], real_opening[: len(s)])
+    out["mouth_corr"] = metrics.pearson(s.values["opening"], real_opening[: len(s)], constant=0.0)
     out["frames"] = float(len(s))
     return out
