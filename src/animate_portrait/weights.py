@@ -80,7 +80,7 @@ def save_weights(
         params[name] = sum(p.numel() for p in net.parameters())
         for k, v in sd.items():
             v = v.detach()
-            tensors[f"{name}.{k}"] = (v.to(dtype) if v.is_floating_point() else v).contiguous()
+            tensors[f"{name}.{k}"] = (v.to(dtype) if v.is_floating_point() else v).cpu().contiguous()
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata={"format": FORMAT})
     os.replace(tmp, path)

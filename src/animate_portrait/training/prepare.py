@@ -15,6 +15,7 @@ Frames where no face was detected are dropped (their landmarks are only interpol
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,8 +52,9 @@ def prepare_clip(
         for t, frame in enumerate(video.read_frames(clip, max_frames)):
             if t in keep_set:
                 writer.write(face.extract(frame, crops[t]))
+    tmp = out / f".{clip.stem}.{os.getpid()}.tmp.npz"  # atomic: a reader never sees half a file
     np.savez_compressed(
-        out / f"{clip.stem}.npz",
+        tmp,
         points=kept_pts,
         frame_index=keep.astype(np.int32),
         identity=np.array(identity),
@@ -60,6 +62,7 @@ def prepare_clip(
         fps=np.array(float(info.fps)),
         size=np.array(int(size)),
     )
+    os.replace(tmp, out / f"{clip.stem}.npz")
     return len(keep)
 
 
@@ -105,8 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--reverse", action="store_true", help="work from the last clip (a second worker)")
     a = ap.parse_args(argv)
     clips = sorted(p for c in a.clips for p in (sorted(c.glob("*.mp4")) if c.is_dir() else [c]))
+    if a.reverse:
+        clips = clips[::-1]
 
     def report(clip: Path, n: int) -> None:
         print(f"{clip.name}: {n} frames", flush=True)

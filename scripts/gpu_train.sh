@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# One GPU training burst, as run by the device tool:  bash scripts/gpu_train.sh   (carry: .gpu cache/train)
+#
+# Needs only what the GPU image has (python3 with torch, safetensors, numpy, pillow, cv2) plus the carried
+# prepared cache (cache/train: per-clip MP4 + npz) and .gpu/mobilenet_v2.safetensors. Steps:
+#   1. print the device and torch version;
+#   2. a 30-second smoke run on 4 clips (the whole path: data, all losses, checkpoint, export), which also
+#      measures the step rate;
+#   3. the main run with a hard wall budget (MINUTES), the adversarial terms from 60% of the steps on;
+#   4. copy the fp16 weights + card, the loss log, the run config and the last sample grids into $OUT.
+# Environment knobs: MINUTES (default 6.5), BATCH (48), CACHE (cache/train), OUT (runs/gpu_out), DEVICE, EXTRA.
+set -uo pipefail
+export PYTHONUNBUFFERED=1 PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
+OUT=${OUT:-runs/gpu_out}
+MINUTES=${MINUTES:-6.5}
+BATCH=${BATCH:-48}
+CACHE=${CACHE:-cache/train}
+MOBILENET=${MOBILENET:-.gpu/mobilenet_v2.safetensors}
+mkdir -p "$OUT" runs
+T0=$(date +%s)
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
+echo "cache: $(ls "$CACHE"/*.npz | wc -l) clips, $(du -sh "$CACHE" | cut -f1)"
+
+# EXTRA: more train flags for both runs, e.g. a CPU rehearsal of this script:
+#   DEVICE=cpu BATCH=2 MINUTES=0.3 EXTRA='--size 64 --max-clips 2 --model {"emb_dim":32}' bash scripts/gpu_train.sh
+# shellcheck disable=SC2206
+COMMON=(--device "${DEVICE:-cuda}" --batch "$BATCH" --mobilenet "$MOBILENET" --log-every 10 ${EXTRA:-})
+
+echo "== smoke (30 s, 4 clips)"
+rm -rf runs/smoke
+timeout 150 python3 -m animate_portrait.training.train "$CACHE" --out runs/smoke --max-clips 4 \
+    --minutes 0.5 --steps 100000 --adv-start 20 --sample-every 100000 "${COMMON[@]}" 2>&1 | tail -n 8
+if [ ! -f runs/smoke/weights/neural.safetensors ]; then
+    echo "smoke run failed"; exit 1
+fi
+# step rate after the first 20 steps (those include cuDNN autotuning)
+read -r STEPS ADV < <(python3 - "$MINUTES" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open("runs/smoke/log.jsonl")]
+late = [r for r in rows if r["step"] >= 20]
+rate = (late[-1]["step"] - late[0]["step"]) / max(late[-1]["time_s"] - late[0]["time_s"], 1e-3) if len(late) > 1 else 1.0
+steps = int(rate * float(sys.argv[1]) * 60 * 1.1)  # --minutes is the real stop; this sizes the schedule
+print(steps, int(0.6 * steps))
+EOF
+)
+echo "smoke rate -> planned steps $STEPS, adversarial from $ADV"
+
+echo "== main ($MINUTES min)"
+timeout $(( ${MINUTES%.*} * 60 + 150 )) python3 -m animate_portrait.training.train "$CACHE" --out runs/gpu \
+    --minutes "$MINUTES" --steps "$STEPS" --adv-start "$ADV" --sample-every 200 --ckpt-minutes 2 "${COMMON[@]}"
+RC=$?
+echo "main exit $RC after $(( $(date +%s) - T0 )) s"
+
+cp runs/gpu/weights/neural.safetensors runs/gpu/weights/neural.json "$OUT"/ 2>/dev/null
+cp runs/gpu/log.jsonl runs/gpu/run.json "$OUT"/ 2>/dev/null
+for f in $(ls runs/gpu/samples/*.png 2>/dev/null | tail -n 2); do cp "$f" "$OUT"/; done
+ls -la "$OUT"
+exit $RC
