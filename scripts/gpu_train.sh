@@ -7,7 +7,8 @@
 #   2. a 30-second smoke run on 4 clips (the whole path: data, all losses, checkpoint, export), which also
 #      measures the step rate;
 #   3. the main run with a hard wall budget (MINUTES), the adversarial terms from 60% of the steps on;
-#   4. copy the fp16 weights + card, the loss log, the run config and the last sample grids into $OUT.
+#   4. copy the fp16 weights + card (final, and the warm-up snapshot taken when the adversarial phase
+#      starts), the loss log, the run config and the last sample grids into $OUT (8 files).
 # Environment knobs: MINUTES (default 6.5), BATCH (48), CACHE (cache/train), OUT (runs/gpu_out), DEVICE, EXTRA.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
@@ -53,7 +54,7 @@ timeout $(( ${MINUTES%.*} * 60 + 150 )) python3 -m animate_portrait.training.tra
 RC=$?
 echo "main exit $RC after $(( $(date +%s) - T0 )) s"
 
-cp runs/gpu/weights/neural.safetensors runs/gpu/weights/neural.json "$OUT"/ 2>/dev/null
+cp runs/gpu/weights/neural*.safetensors runs/gpu/weights/neural*.json "$OUT"/ 2>/dev/null
 cp runs/gpu/log.jsonl runs/gpu/run.json "$OUT"/ 2>/dev/null
 for f in $(ls runs/gpu/samples/*.png 2>/dev/null | tail -n 2); do cp "$f" "$OUT"/; done
 ls -la "$OUT"

@@ -113,6 +113,7 @@ def test_train_resume_export_and_render(cache: Path, tmp_path: Path) -> None:
     weights = train(cache, run, cfg)
     assert weights.is_file() and (run / "ckpt.safetensors").is_file() and (run / "ckpt.json").is_file()
     assert list((run / "samples").glob("*.png"))
+    assert (run / "weights" / "neural_warmup.safetensors").is_file()  # snapshot at adv_start
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3] and "d" in log[-1] and "mch" in log[-1]
     assert json.loads((run / "ckpt.json").read_text())["step"] == 3

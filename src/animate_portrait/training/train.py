@@ -71,6 +71,7 @@ class TrainConfig:
     augment: bool = True
     mobilenet: str | None = None  # MobileNetV2 weights (.safetensors or torchvision .pth); None: find it
     init: str | None = None  # start E/G/D from a weights file (e.g. the shipped one)
+    export_warmup: bool = True  # also export the weights as they are when the adversarial phase starts
     model: dict = field(default_factory=dict)  # ModelConfig overrides, e.g. {"emb_dim": 128}
 
 
@@ -294,6 +295,9 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
             y_s = rasterise_sketch(ep.src_pts.flatten(0, 1), s).view(b, k, 3, s, s)
             y_t = rasterise_sketch(ep.tgt_pts, s)
             adv = step >= cfg.adv_start
+            if step == cfg.adv_start and step > 0 and cfg.export_warmup:
+                # snapshot the content-loss-only model: if the short adversarial phase hurts, ship this one
+                export(out, nets, mcfg, step, elapsed, bank, cfg, str(dev), name="neural_warmup")
             E.train(), G.train(), D.train()
             D.requires_grad_(False)
             with amp:
@@ -404,8 +408,9 @@ def export(
     bank: FrameBank,
     cfg: TrainConfig,
     device: str,
+    name: str = "neural",
 ) -> Path:
-    """fp16 E, G, D + card into out/weights/neural.safetensors."""
+    """fp16 E, G, D + card into out/weights/<name>.safetensors."""
     from ..weights import save_weights
 
     card = {
@@ -415,7 +420,7 @@ def export(
         "licences": LICENCES,
         "evaluation": None,
     }
-    path = out / "weights" / "neural.safetensors"
+    path = out / "weights" / f"{name}.safetensors"
     save_weights(path, nets, mcfg, card)
     return path
 
