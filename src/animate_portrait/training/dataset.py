@@ -181,14 +181,16 @@ class EpisodeSampler:
         self.size = size
         self.aug = augment
         self.device = bank.frames.device
+        self._starts = bank.starts.cpu()  # index arithmetic on the host: no device sync per step
+        self._lengths = bank.lengths.cpu()
 
     def sample(self, batch: int, k: int, gen: torch.Generator) -> Episode:
         """`gen` is a CPU generator: every random choice comes from it, so a seed fixes the data stream."""
         bank, dev, s = self.bank, self.device, self.size
         clip = torch.randint(bank.n_clips, (batch,), generator=gen)
-        lens = bank.lengths.cpu()[clip]
+        lens = self._lengths[clip]
         offs = (torch.rand(batch, k + 1, generator=gen) * lens[:, None]).long()
-        rows = (bank.starts.cpu()[clip][:, None] + offs).to(dev)  # (B, K+1)
+        rows = (self._starts[clip][:, None] + offs).to(dev)  # (B, K+1)
         frames = bank.frames[rows.flatten()].float().div_(255)  # (B*(K+1), 3, S0, S0)
         pts = bank.points[rows.flatten()].view(batch, k + 1, 68, 2)
         theta, a, c, flip = self._geometry(batch, gen)
