@@ -110,7 +110,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--reverse", action="store_true", help="work from the last clip (a second worker)")
     a = ap.parse_args(argv)
-    clips = sorted(p for c in a.clips for p in (sorted(c.glob("*.mp4")) if c.is_dir() else [c]))
+    clips = sorted(
+        p
+        for c in a.clips
+        for p in (
+            sorted(q for q in c.iterdir() if q.suffix.lower() in (".mp4", ".mov", ".mkv", ".webm", ".avi"))
+            if c.is_dir()
+            else [c]
+        )
+    )
     if a.reverse:
         clips = clips[::-1]
 
