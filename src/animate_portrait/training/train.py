@@ -60,7 +60,8 @@ class TrainConfig:
     w_adv: float = 1.0
     w_fm: float = 10.0
     w_mch: float = 10.0  # the paper's 80 drags ê to W's random start in a short run (see opt_d)
-    adv_start: int = 500  # adversarial terms from this step on (L1 + perceptual warm-up before)
+    adv_start: int = 500  # adversarial terms from this step on (L1 + perceptual warm-up before) ...
+    adv_start_frac: float | None = None  # ... or, with --minutes, from this fraction of the time budget
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA
@@ -265,9 +266,13 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
     nets, opts = {"E": E, "G": G, "D": D}, {"opt_g": opt_g, "opt_d": opt_d}
 
     step, elapsed_before = 0, 0.0
+    # the step the adversarial phase starts at: fixed, or found when the time fraction is reached
+    by_time = cfg.adv_start_frac is not None and cfg.minutes is not None
+    adv_from: int | None = None if by_time else cfg.adv_start
     if (out / "ckpt.safetensors").exists():
         meta = load_checkpoint(out, nets, opts, gen)
         step, elapsed_before = int(meta["step"]), float(meta.get("elapsed_s", 0.0))
+        adv_from = meta.get("adv_start", adv_from)
         print(f"resumed from step {step}", flush=True)
 
     run_meta = {
@@ -294,10 +299,13 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
             b = cfg.batch
             y_s = rasterise_sketch(ep.src_pts.flatten(0, 1), s).view(b, k, 3, s, s)
             y_t = rasterise_sketch(ep.tgt_pts, s)
-            adv = step >= cfg.adv_start
-            if step == cfg.adv_start and step > 0 and cfg.export_warmup:
+            if adv_from is None and elapsed >= cfg.adv_start_frac * cfg.minutes * 60:
+                adv_from = step
+                print(f"adversarial phase from step {step}", flush=True)
+            adv = adv_from is not None and step >= adv_from
+            if step == adv_from and step > 0 and cfg.export_warmup:
                 # snapshot the content-loss-only model: if the short adversarial phase hurts, ship this one
-                export(out, nets, mcfg, step, elapsed, bank, cfg, str(dev), name="neural_warmup")
+                export(out, nets, mcfg, step, elapsed, bank, cfg, str(dev), "neural_warmup", adv_from)
             E.train(), G.train(), D.train()
             D.requires_grad_(False)
             with amp:
@@ -355,17 +363,18 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
             if step % cfg.sample_every == 0:
                 save_grid(out / "samples" / f"step_{step:06d}.png", ep.src, y_t, fake, ep.tgt)
             if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
-                save_checkpoint(out, nets, opts, gen, _meta(step, elapsed_before + time.time() - t0, cfg))
+                meta = _meta(step, elapsed_before + time.time() - t0, cfg, adv_from)
+                save_checkpoint(out, nets, opts, gen, meta)
                 last_ckpt = time.time()
     finally:
         prog.close()
         log.close()
     total = elapsed_before + time.time() - t0
-    save_checkpoint(out, nets, opts, gen, _meta(step, total, cfg))
+    save_checkpoint(out, nets, opts, gen, _meta(step, total, cfg, adv_from))
     if "fake" in locals():
         save_grid(out / "samples" / f"step_{step:06d}.png", ep.src, y_t, fake, ep.tgt)
     print(f"done: {step} steps, {total:.0f} s", flush=True)
-    return export(out, nets, mcfg, step, total, bank, cfg, str(dev))
+    return export(out, nets, mcfg, step, total, bank, cfg, str(dev), adv_start=adv_from)
 
 
 class _nullctx:
@@ -376,8 +385,8 @@ class _nullctx:
         return None
 
 
-def _meta(step: int, elapsed: float, cfg: TrainConfig) -> dict:
-    return {"step": step, "elapsed_s": round(elapsed, 2), "train_config": asdict(cfg)}
+def _meta(step: int, elapsed: float, cfg: TrainConfig, adv_start: int | None) -> dict:
+    return {"step": step, "elapsed_s": round(elapsed, 2), "adv_start": adv_start, "train_config": asdict(cfg)}
 
 
 def _init_from(path: Path, E: Embedder, G: Generator, D: Discriminator) -> None:
@@ -409,13 +418,19 @@ def export(
     cfg: TrainConfig,
     device: str,
     name: str = "neural",
+    adv_start: int | None = None,
 ) -> Path:
     """fp16 E, G, D + card into out/weights/<name>.safetensors."""
     from ..weights import save_weights
 
     card = {
         "steps": step,
-        "training": {"seconds": round(seconds, 1), "device": device, "config": asdict(cfg)},
+        "training": {
+            "seconds": round(seconds, 1),
+            "device": device,
+            "adversarial_from_step": adv_start,
+            "config": asdict(cfg),
+        },
         "data": {**bank.summary(), "source": "../shared/data/clips/train", "clips_list": bank.names},
         "licences": LICENCES,
         "evaluation": None,
@@ -437,7 +452,7 @@ def config_from_args(argv: list[str] | None = None) -> tuple[Path, Path, TrainCo
         flag = "--" + f.name.replace("_", "-")
         if isinstance(default, bool):
             ap.add_argument(flag, type=lambda v: v.lower() in ("1", "true", "yes"), default=default)
-        elif f.name in ("minutes",):
+        elif f.name in ("minutes", "adv_start_frac"):
             ap.add_argument(flag, type=float, default=default)
         elif f.name in ("max_clips",):
             ap.add_argument(flag, type=int, default=default)
