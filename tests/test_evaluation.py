@@ -95,3 +95,13 @@ def test_missing_clip_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     ran = run_cli(["evaluate", tmp_path / "nope.mp4", "--engines", "static", "-q"], capsys, monkeypatch)
     assert ran.code == 1
     assert "nope.mp4" in ran.err and "Traceback" not in ran.err
+
+
+def test_clip_shorter_than_k_is_noted_not_a_crash(driver: Driver):
+    from animate_portrait.evaluation import RendererFactory, run_evaluation
+
+    setups = [Setup("static", driver.n_frames)]
+    results = run_evaluation([driver.path], setups, RendererFactory(128, "cpu"), step=4)
+    assert results.sections[0].rows == []
+    assert [s["clip"] for s in results.skipped] == [str(driver.path)]
+    assert "after the K source frames" in results.skipped[0]["reason"]

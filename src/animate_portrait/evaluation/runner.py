@@ -63,8 +63,10 @@ def _self(clips, setups, factory, judge, max_frames, step, skipped, on_item) -> 
             numbers = evaluate_clip(Path(clip), setups, factory, judge, max_frames, step) if setups else {}
         except InputError as exc:  # no face in the clip, unreadable file: note it, evaluate the rest
             skipped.append({"clip": str(clip), "reason": str(exc)})
-            numbers = {}
-        for setup, values in numbers.items():
+            numbers = None
+        if setups and numbers == {}:  # a clip no longer than K, or no face after the sources
+            skipped.append({"clip": str(clip), "reason": "no frame with a face after the K source frames"})
+        for setup, values in (numbers or {}).items():
             per_setup[setup].append(values)
             section.items.append({"clip": Path(clip).name, **setup.label, **values})
         if on_item:
