@@ -7,8 +7,8 @@
 #   2. a 30-second smoke run on 4 clips (the whole path: data, all losses, checkpoint, export), which also
 #      prints the step rate;
 #   3. the main run with a hard wall budget (MINUTES), the adversarial terms from 60% of that time on;
-#   4. copy the fp16 weights + card (final, and the warm-up snapshot taken when the adversarial phase
-#      starts), the loss log, the run config and the last sample grids into $OUT (8 files).
+#   4. copy the fp16 weights (split in <16 MiB parts) + cards (final, and the warm-up snapshot taken when the
+#      adversarial phase starts), the loss log and the last sample grid into $OUT (8 files).
 # Environment knobs: MINUTES (default 6.5), BUDGET (505 s for the whole script), BATCH (48), CACHE (cache/train),
 # OUT (runs/gpu_out), DEVICE, EXTRA.
 set -uo pipefail
@@ -57,8 +57,16 @@ timeout $(( LEFT + 45 )) python3 -m animate_portrait.training.train "$CACHE" --o
 RC=$?
 echo "main exit $RC after $(( $(date +%s) - T0 )) s"
 
-cp runs/gpu/weights/neural*.safetensors runs/gpu/weights/neural*.json "$OUT"/ 2>/dev/null
-cp runs/gpu/log.jsonl runs/gpu/run.json "$OUT"/ 2>/dev/null
-for f in $(ls runs/gpu/samples/*.png 2>/dev/null | tail -n 2); do cp "$f" "$OUT"/; done
+# $OUT takes files of at most 16 MiB, and E+G+D in fp16 are ~19 MB: split each weights file in two parts
+# (rejoin here with `cat neural.part00 neural.part01 > neural.safetensors`; the card's sha256 checks it).
+# 8 files: 2 cards + 4 parts + log + the last sample grid.
+for name in neural neural_warmup; do
+    if [ -f "runs/gpu/weights/$name.safetensors" ]; then
+        split -b 15000000 -d "runs/gpu/weights/$name.safetensors" "$OUT/$name.part"
+        cp "runs/gpu/weights/$name.json" "$OUT"/
+    fi
+done
+cp runs/gpu/log.jsonl "$OUT"/ 2>/dev/null
+for f in $(ls runs/gpu/samples/*.png 2>/dev/null | tail -n 1); do cp "$f" "$OUT"/; done
 ls -la "$OUT"
 exit $RC
