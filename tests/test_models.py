@@ -104,7 +104,7 @@ def test_embedder_generator_discriminator_shapes(k: int) -> None:
 
 
 def test_generator_starts_near_the_warped_source() -> None:
-    """At initialisation the blend mask favours the TPS-warped source (training starts from a warp)."""
+    """At initialisation the flow is the TPS warp and the blend mask is undecided (m = 0.5)."""
     torch.manual_seed(0)
     s = TINY.size
     G = Generator(TINY).eval()
@@ -114,7 +114,7 @@ def test_generator_starts_near_the_warped_source() -> None:
     with torch.no_grad():
         src = G.encode_sources(x, y, to_unit(pts, s))
         out, aux = G(y[:, 0], to_unit(pts[:, 0], s), G.psi(torch.zeros(1, TINY.emb_dim)), src)
-    assert float(aux["mask"].mean()) > 0.8
+    assert abs(float(aux["mask"].mean()) - 0.5) < 0.05
     assert float((aux["warped"] - x[:, 0]).abs().mean()) < 0.05  # same pose: the warp is ~identity
 
 

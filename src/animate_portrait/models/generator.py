@@ -118,7 +118,10 @@ class Generator(nn.Module):
         with torch.no_grad():
             out2 = self.out2.parametrizations.weight.original if sn else self.out2.weight
             out2.mul_(0.1)
-            self.out2.bias[3].fill_(2.0)  # m ≈ 0.88: start close to the warped source
+            # m starts at 0.5, not near 1: in the first GPU run a start at m ≈ 0.88 let the L1 loss push
+            # the mask to exactly 1 within a few hundred steps (the decoded image was still poor), where
+            # the sigmoid's gradient vanishes and the decoder was never used again
+            self.out2.bias[3].fill_(0.0)
 
     # -- per portrait ------------------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
 
 One step = a batch of episodes (K sources, K drawn from 1..k_max per step, + 1 target, one clip each):
     ê = mean_k E(x_k, y_k);  ψ̂ = P·ê;  x̂ = G(y_t, ψ̂, sources)
-    G, E:  λ₁·L1 + λ_p·perceptual  [+ −D(x̂) + 10·FM + 80·L_MCH once step ≥ adv_start]
+    G, E:  λ₁·L1 + λ_p·perceptual  (+ ½ × the same on G's decoded image alone)
+           [+ −D(x̂) + 10·FM + 10·L_MCH once step ≥ adv_start]
     D:     hinge(D(x_t), D(x̂))      [+ 80·L_MCH for W]   (one D step per G step; the paper used two)
 Why these deviations from the paper: we train for minutes, not days. An L1 + perceptual warm-up first
 gets the flow, mask and decoder into place (the adversarial game on a random G wastes the few steps we
@@ -57,6 +58,7 @@ class TrainConfig:
     beta1_g: float = 0.5
     w_l1: float = 10.0
     w_perc: float = 1.0
+    w_decoded: float = 0.5  # content loss on G's decoded image alone, so the decoder learns to draw
     w_adv: float = 1.0
     w_fm: float = 10.0
     w_mch: float = 10.0  # the paper's 80 drags ê to W's random start in a short run (see opt_d)
@@ -317,6 +319,15 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
                 lp = perceptual_l1(perc, fake, ep.tgt)
                 loss_g = cfg.w_l1 * l1 + cfg.w_perc * lp
                 logs = {"l1": l1, "perc": lp}
+                if cfg.w_decoded > 0:
+                    # the decoded image must stand alone too: otherwise the blend mask can settle on the
+                    # warped source everywhere and the decoder (mouth interior, blinks) never learns
+                    dec = aux["decoded"]
+                    l1_dec = (dec.float() - ep.tgt).abs().mean()
+                    loss_g = loss_g + cfg.w_decoded * (
+                        cfg.w_l1 * l1_dec + cfg.w_perc * perceptual_l1(perc, dec, ep.tgt)
+                    )
+                    logs["l1_dec"] = l1_dec
                 if adv:
                     r_fake, f_fake = D(fake, y_t, ep.vid)
                     with torch.no_grad():
