@@ -1,16 +1,72 @@
-"""Many portraits, one driver: the driver is analysed once; a failing portrait does not stop the rest."""
+"""Many portraits, one driver: the driver is analysed once; a failing portrait does not stop the rest.
+
+    portraits ─► dedupe ─► output names (over the whole list) ─► this shard ─► skip finished (--resume)
+              ─► analyse the driver once ─► render: in this process, or in N worker processes (--jobs N)
+              ─► one line per portrait on stdout, in the order they finish
+
+`--shard i/n` keeps the portraits whose path hashes to i modulo n, so every machine of a cluster can take
+the same listing and its own shard with no coordination, and a portrait stays in its shard when the
+listing grows. Output names are worked out on the whole listing first, so they are the same whichever
+machine renders them.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
+import signal
+import time
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .console import Reporter
+from . import video
+from .console import EXIT_INTERRUPTED, Reporter
 from .errors import InputError
 from .pipeline import Pipeline
-from .types import RenderConfig
+from .types import Motion, RenderConfig
+
+# What one bad portrait may raise; anything else is a bug and stops the batch (exit 3).
+PORTRAIT_ERRORS = (InputError, OSError, RuntimeError, ValueError)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count`: the portraits whose path hashes to `index` modulo `count`."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """`i/n` with 0 ≤ i < n; ValueError (with a message for the user) otherwise."""
+        left, sep, right = text.partition("/")
+        try:
+            index, count = int(left), int(right)
+        except ValueError:
+            index = count = -1
+        if not sep or count < 1 or not 0 <= index < count:
+            raise ValueError(f"expected i/n with n ≥ 1 and 0 ≤ i < n (e.g. 0/4), got {text!r}")
+        return cls(index, count)
+
+    def holds(self, path: Path) -> bool:
+        return shard_of(path, self.count) == self.index
+
+
+def shard_of(path: Path, count: int) -> int:
+    """sha1 of the path as listed (`str(Path(...))`) as a big-endian integer, modulo `count`.
+
+    A hash of the path, not its place in the listing: adding or removing portraits moves no other one.
+    Python's `hash()` is salted per process, so it would give every machine a different split.
+    """
+    digest = hashlib.sha1(str(path).encode()).digest()
+    return int.from_bytes(digest, "big") % count
 
 
 def output_names(portraits: list[Path], output_dir: Path) -> list[Path]:
@@ -25,6 +81,18 @@ def output_names(portraits: list[Path], output_dir: Path) -> list[Path]:
     return names
 
 
+def is_finished(output: Path) -> bool:
+    """An existing output that ffmpeg reads as a video. Outputs are renamed into place only when complete,
+    so this is a second check, against a file that something else left there."""
+    if not output.is_file():
+        return False
+    try:
+        video.probe(output)
+    except InputError:
+        return False
+    return True
+
+
 def run_batch(
     portraits: list[Path],
     driver: Path,
@@ -32,34 +100,163 @@ def run_batch(
     config: RenderConfig,
     report: Reporter,
     as_json: bool,
+    *,
+    shard: Shard | None = None,
+    resume: bool = False,
+    jobs: int = 1,
 ) -> int:
     """Animate each portrait; print one line (JSON with --json) per portrait; return how many failed."""
     if not portraits:
         raise InputError(None, "no portraits given (pass paths, or '-' to read them from stdin)")
     if output_dir.exists() and not output_dir.is_dir():
         raise InputError(output_dir, "is not a folder")
+    unique = list(dict.fromkeys(portraits))  # a portrait listed twice would race itself for one output
+    if len(unique) < len(portraits):
+        report.info(f"{len(portraits) - len(unique)} portraits were listed twice; each is animated once")
+    pairs = list(zip(unique, output_names(unique, output_dir), strict=True))
+    if shard is not None:
+        pairs = [(p, o) for p, o in pairs if shard.holds(p)]
+        report.info(f"shard {shard.index}/{shard.count}: {len(pairs)} of {len(unique)} portraits")
     output_dir.mkdir(parents=True, exist_ok=True)
+
+    todo = []
+    for portrait, output in pairs:
+        started = time.perf_counter()
+        if resume and is_finished(output):
+            _print(_line(portrait, output, "skipped", time.perf_counter() - started), as_json)
+        else:
+            todo.append((portrait, output))
+    if resume:
+        # What is left either does not exist or is not a readable video: replace it (atomically, as ever).
+        config = replace(config, overwrite=True)
+    if not todo:
+        return 0
+
     pipeline = Pipeline(config)
-    pipeline.load_renderer()
+    pipeline.load_renderer()  # bad weights fail here, before a long driver analysis and before workers start
     driving = report.analyse(pipeline, driver)
     failed = 0
-    with report.bar("portraits", len(portraits)) as step:
-        for portrait, output in zip(portraits, output_names(portraits, output_dir), strict=True):
-            try:
-                result = pipeline.animate([portrait], driving, output)
-                line = {
-                    "source": str(portrait),
-                    "output": str(output),
-                    "status": "ok",
-                    "frames": result.frames,
-                }
-                text = f"ok    {portrait} -> {output}"
-            except (InputError, OSError, RuntimeError, ValueError) as err:
-                # One bad portrait must not sink a batch of thousands: report it and go on.
-                failed += 1
-                line = {"source": str(portrait), "output": None, "status": "error", "error": str(err)}
-                text = f"error {err}"
-            # Results go to stdout, one line per portrait, so a pipeline can read them as they come.
-            print(json.dumps(line, sort_keys=True) if as_json else text, flush=True)
-            step(1)
+    with report.bar("portraits", len(todo)) as step:
+        if jobs <= 1 or len(todo) == 1:
+            lines = (_animate_one(pipeline, driving, portrait, output) for portrait, output in todo)
+        else:
+            lines = _in_workers(config, driving, todo, jobs)
+        # closing(): on Ctrl-C the workers are stopped now, not whenever the generator is collected
+        with closing(lines):
+            for line in lines:
+                failed += line["status"] == "error"
+                _print(line, as_json)
+                step(1)
     return failed
+
+
+def _animate_one(pipeline: Pipeline, driving: Motion, portrait: Path, output: Path) -> dict:
+    """One portrait into one line of results; the errors of one bad portrait become its line."""
+    started = time.perf_counter()
+    try:
+        result = pipeline.animate([portrait], driving, output)
+    except PORTRAIT_ERRORS as err:
+        # One bad portrait must not sink a batch of thousands: report it and go on.
+        return _line(portrait, None, "error", time.perf_counter() - started, error=str(err))
+    return _line(portrait, output, "ok", time.perf_counter() - started, frames=result.frames)
+
+
+def _line(portrait: Path, output: Path | None, status: str, seconds: float, **more: object) -> dict:
+    line = {"source": str(portrait), "output": None if output is None else str(output), "status": status}
+    return {**line, **more, "seconds": round(seconds, 3)}
+
+
+def _print(line: dict, as_json: bool) -> None:
+    # Results go to stdout, one line per portrait, so a pipeline can read them as they come.
+    if as_json:
+        text = json.dumps(line, sort_keys=True)
+    elif line["status"] == "error":
+        text = f"error {line['error']}"
+    else:
+        text = f"{line['status'][:4]:<5} {line['source']} -> {line['output']}"
+    print(text, flush=True)
+
+
+# --- worker processes (--jobs N) -------------------------------------------------------------------
+# Each worker builds one Pipeline (renderer and landmark detector loaded once) and gets the driver's
+# Motion once, at start-up; a task is then only two paths, and its answer one line.
+
+_worker: tuple[Pipeline, Motion] | None = None
+_busy = False
+
+
+def _in_workers(
+    config: RenderConfig, driving: Motion, todo: list[tuple[Path, Path]], jobs: int
+) -> Iterator[dict]:
+    """Yield the lines of `todo` as the workers finish them. On Ctrl-C (or any error here) the workers are
+    stopped first, each removing the temp file of the video it was writing, and then the error goes on."""
+    workers = min(jobs, len(todo))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    # N workers × torch's default of all cores each oversubscribes the CPU; on a busy 2-core machine we
+    # measured 2 torch threads per process at ~8× the time of 1 while another job shared the machine.
+    threads = max(1, cores // workers)
+    # spawn, not fork: a forked torch (its thread pools, a CUDA context) is not safe to use.
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(config, driving, threads),
+    )
+    futures: dict[Future, Path] = {}
+    try:
+        futures = {pool.submit(_work, portrait, output): portrait for portrait, output in todo}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except BrokenProcessPool as err:  # a worker died (the OOM killer?); the pool is done for
+                yield _line(futures[future], None, "error", 0.0, error=f"worker process died ({err})")
+    except BaseException:
+        _stop_workers(pool, futures)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor, futures: dict[Future, Path]) -> None:
+    for future in futures:
+        future.cancel()
+    workers = multiprocessing.active_children()  # the pool's workers: the batch starts no other process
+    for process in workers:
+        process.terminate()  # SIGTERM: the worker unwinds its VideoWriter (temp file removed), then exits
+    for process in workers:
+        process.join(timeout=15)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _start_worker(config: RenderConfig, driving: Motion, threads: int) -> None:
+    global _worker
+    import torch
+
+    # Ctrl-C reaches the whole process group; the parent decides and then stops the workers with SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    torch.set_num_threads(threads)
+    pipeline = Pipeline(config)
+    pipeline.load_renderer()
+    _ = pipeline.detector  # load it now, so a portrait's "seconds" do not include the worker's start-up
+    _worker = (pipeline, driving)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    if _busy:
+        raise KeyboardInterrupt  # unwinds through VideoWriter.__exit__: ffmpeg killed, temp file removed
+    os._exit(EXIT_INTERRUPTED)  # idle: nothing to clean up
+
+
+def _work(portrait: Path, output: Path) -> dict:
+    global _busy
+    assert _worker is not None, "_start_worker runs first"
+    try:
+        _busy = True
+        return _animate_one(*_worker, portrait, output)
+    except KeyboardInterrupt:
+        os._exit(EXIT_INTERRUPTED)  # stopped by the parent; the temp file is gone by now
+    finally:
+        _busy = False

@@ -143,7 +143,8 @@ def motion_cmd(
 
 @app.command(
     "batch",
-    epilog="Example: ls *.jpg | animate-portrait batch - --driver talk.mp4 --output-dir out/ --json",
+    epilog="Example: ls *.jpg | animate-portrait batch - --driver talk.mp4 --output-dir out/ --json "
+    "--jobs 2 --shard 0/4 --resume",
 )
 def batch(
     portraits: Annotated[
@@ -161,19 +162,41 @@ def batch(
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
     overwrite: Overwrite = False,
+    jobs: Annotated[
+        int, typer.Option(min=1, help="Worker processes, each rendering one portrait at a time (CPU).")
+    ] = 1,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            metavar="I/N",
+            help="Take only shard I of N (0 ≤ I < N), split by a hash of each path, for spreading one "
+            "listing over machines.",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Skip portraits whose output already exists as a readable video.")
+    ] = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
     """Animate many portraits with one driver, analysed once. A failed portrait does not stop the others."""
-    from .batch import run_batch
+    from .batch import Shard, run_batch
 
     config = _config(
         engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite
     )
+    if resume and overwrite:
+        raise typer.BadParameter("--resume keeps finished outputs, --overwrite replaces them: pick one")
+    try:
+        part = None if shard is None else Shard.parse(shard)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--shard") from None
     report = Reporter(quiet=quiet)
     with report.guard():
         paths = _expand_stdin(portraits)
-        failed = run_batch(paths, driver, output_dir, config, report, as_json)
+        failed = run_batch(
+            paths, driver, output_dir, config, report, as_json, shard=part, resume=resume, jobs=jobs
+        )
     if failed:
         raise typer.Exit(EXIT_INPUT)
 
