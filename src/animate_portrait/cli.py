@@ -21,7 +21,8 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
     help=(
-        "Bring a portrait to life: its face talks, blinks and turns as the person in a driving video does.\n\n"
+        "Bring a portrait to life: its face talks, blinks and turns as the person in a driving video does."
+        "\n\n"
         "animate-portrait SOURCE... --driver VIDEO -o OUT.mp4 runs the [bold]animate[/] command."
     ),
 )
