@@ -274,5 +274,5 @@ def main() -> None:
     try:
         app(args=argv, prog_name="animate-portrait", standalone_mode=True)
     except KeyboardInterrupt:
-        fail("interrupted; no output was written")
+        fail("interrupted; no partial file was left")
         sys.exit(EXIT_INTERRUPTED)

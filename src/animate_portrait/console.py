@@ -54,7 +54,7 @@ class Reporter:
             fail(str(err))
             raise typer.Exit(EXIT_INPUT) from None
         except KeyboardInterrupt:
-            fail("interrupted; no output was written")
+            fail("interrupted; no partial file was left")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise
