@@ -27,7 +27,17 @@ from .errors import InputError
 from .models import Discriminator, Embedder, Generator, ModelConfig
 
 FORMAT = "animate-portrait-neural/1"
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "neural.safetensors"
+
+
+def _default_weights() -> Path:
+    """The repository's weights/ in a checkout (editable install), else the copy installed with the package."""
+    checkout = Path(__file__).resolve().parents[2] / "weights" / "neural.safetensors"
+    if checkout.is_file():
+        return checkout
+    return Path(__file__).resolve().parent / "weights_data" / "neural.safetensors"
+
+
+DEFAULT_WEIGHTS = _default_weights()
 _BUILDERS = {"E": Embedder, "G": Generator, "D": Discriminator}
 
 
