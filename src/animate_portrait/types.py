@@ -6,7 +6,7 @@ Images are always RGB uint8 arrays of shape (H, W, 3) unless a name says otherwi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -125,4 +125,3 @@ class RenderConfig:
     max_frames: int | None = None
     weights: Path | None = None
     overwrite: bool = False
-    extra: dict[str, object] = field(default_factory=dict)

@@ -30,7 +30,7 @@ FORMAT = "animate-portrait-neural/1"
 
 
 def _default_weights() -> Path:
-    """The repository's weights/ in a checkout (editable install), else the copy installed with the package."""
+    """weights/ of a checkout (editable install), else the copy installed with the package."""
     checkout = Path(__file__).resolve().parents[2] / "weights" / "neural.safetensors"
     if checkout.is_file():
         return checkout
