@@ -219,6 +219,19 @@ def test_retarget_absolute_uses_driver_shape() -> None:
     assert np.abs(out[0, motion.STABLE] - src[motion.STABLE]).mean() < 0.05 * np.ptp(src[:, 0])
 
 
+@pytest.mark.parametrize("relative", [True, False])
+def test_retarget_in_chunks_equals_whole(relative: bool) -> None:
+    """The pipeline retargets a long driver batch by batch against frame 0: same result as all at once."""
+    src = portrait()
+    d0 = similar(FACE, 0.7, -5, (40, 10))
+    driver = np.stack(
+        [d0, open_mouth(d0, 5), similar(d0, 1.1, 7, (3, -2)), open_mouth(similar(d0, 0.9, -4, (0, 6)), 3)]
+    )
+    whole = motion.retarget(src, driver, relative)
+    chunks = [motion.retarget(src, driver[i : i + 2], relative, reference=driver[0]) for i in (0, 2)]
+    np.testing.assert_allclose(np.concatenate(chunks), whole, atol=1e-4)
+
+
 def test_retarget_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError):
         motion.retarget(FACE[:10], FACE[None])

@@ -205,7 +205,9 @@ def _keep_apart(x: np.ndarray, down: complex, floor: np.ndarray) -> np.ndarray:
     return x
 
 
-def retarget(source: np.ndarray, driver: np.ndarray, relative: bool = True) -> np.ndarray:
+def retarget(
+    source: np.ndarray, driver: np.ndarray, relative: bool = True, reference: np.ndarray | None = None
+) -> np.ndarray:
     """Map driver landmarks (T, 68, 2, driver px) onto the portrait's landmarks (68, 2, crop px).
 
     Relative (default), with D_0 the driver's first frame as the neutral reference (so a driver should
@@ -220,23 +222,27 @@ def retarget(source: np.ndarray, driver: np.ndarray, relative: bool = True) -> n
             translation scaled by |R|.
     Absolute: one similarity R fitted from D_0 to S (STABLE points) applied to every frame: the
     driver's own face shape, placed where the portrait's face is.
+
+    `reference` is D_0 (default: `driver[0]`); passing the first frame lets a long driver be retargeted
+    in chunks, so memory does not grow with the video's length.
     """
     source = np.asarray(source, np.float32)
     driver = np.asarray(driver, np.float32)
     if source.shape != (N_POINTS, 2) or driver.ndim != 3 or driver.shape[1:] != (N_POINTS, 2):
         raise ValueError(f"expected source (68, 2) and driver (T, 68, 2), got {source.shape}, {driver.shape}")
     s, d = _complex(source), _complex(driver)
-    r_a, r_b = _similarity(d[0, STABLE], s[STABLE])
+    d0 = d[0] if reference is None else _complex(np.asarray(reference, np.float32))
+    r_a, r_b = _similarity(d0[STABLE], s[STABLE])
     if not relative:
         return _points(r_a * d + r_b)
-    a, b = _similarity(d[0, STABLE], d[:, STABLE])  # (T,) each
-    expression = (d - b[:, None]) / a[:, None] - d[0]
+    a, b = _similarity(d0[STABLE], d[:, STABLE])  # (T,) each
+    expression = (d - b[:, None]) / a[:, None] - d0
     eye_line = s[42:48].mean() - s[36:42].mean()
     down = 1j * eye_line / max(abs(eye_line), 1e-6)  # perpendicular to the eyes, towards the mouth
     # Floor at the portrait's own gap when that is negative (a detector quirk on closed mouths), so
     # an identity driver returns the portrait's landmarks unchanged.
     x = _keep_apart(s + r_a * expression, down, np.minimum(_gaps(s, down), 0))
-    c_d, c_s = d[0, STABLE].mean(), s[STABLE].mean()
+    c_d, c_s = d0[STABLE].mean(), s[STABLE].mean()
     shift = a * c_d + b - c_d  # A_t's translation when its rotation/scale is taken about c_d
     return _points(a[:, None] * (x - c_s) + c_s + abs(r_a) * shift[:, None])
 

@@ -127,11 +127,13 @@ class Pipeline:
         """Frames of the face crop (or of the whole picture), one driver frame at a time."""
         lead = sources[0]
         points = driving.points[: self.config.max_frames] if self.config.max_frames else driving.points
-        targets = motion.retarget(lead.points, points, relative=self.config.relative)
         renderer = self.renderer
         renderer.prepare(sources)
-        for start in range(0, len(targets), RENDER_BATCH):
-            for rendered in renderer.render(targets[start : start + RENDER_BATCH]):
+        for start in range(0, len(points), RENDER_BATCH):
+            # Retarget batch by batch against the driver's first frame: memory stays flat in video length.
+            chunk = points[start : start + RENDER_BATCH]
+            targets = motion.retarget(lead.points, chunk, relative=self.config.relative, reference=points[0])
+            for rendered in renderer.render(targets):
                 if self.config.crop_only:
                     yield rendered
                 else:
