@@ -17,8 +17,6 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from . import face, motion, video
-from .pipeline import RENDER_BATCH, Pipeline
 from .types import RenderConfig
 
 
@@ -42,6 +40,10 @@ def _timed(fn: Callable[[], object]) -> tuple[float, object]:
 
 
 def run_bench(portrait: Path, driver: Path, config: RenderConfig, workdir: Path) -> BenchResult:
+    # Imported here: this module is loaded to register the command, and torch/dlib would slow every start.
+    from . import face, motion, video
+    from .pipeline import RENDER_BATCH, Pipeline
+
     pipeline = Pipeline(config)
     source = pipeline.load_source(portrait)
     height, width = source.image.shape[:2]
