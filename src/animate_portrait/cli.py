@@ -70,12 +70,30 @@ def _config(engine, size, device, weights, landmarks, relative, crop_only, max_f
 
 @app.command(
     "animate",
-    epilog="Example: animate-portrait mona_lisa.jpg --driver talk.mp4 -o out.mp4",
+    epilog="Examples: animate-portrait mona_lisa.jpg --driver talk.mp4 -o out.mp4 · "
+    "animate-portrait lead.jpg --sources more_photos/ --driver talk.mp4 -o out.mp4",
 )
 def animate(
-    sources: Annotated[list[Path], typer.Argument(help="One or more images of the same person (K-shot).")],
     driver: Driver,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output MP4.")],
+    sources: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="SOURCE...",
+            help="One or more images of the same person (K-shot); the first is the one animated. "
+            "Optional with --sources.",
+        ),
+    ] = None,
+    source_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--sources",
+            metavar="DIR",
+            help="Folder of more images of the same person (jpg, jpeg, png, webp, bmp; by name), added "
+            "after SOURCE. A source that is someone else is left out with a warning, or is an error when "
+            "it is the first one.",
+        ),
+    ] = None,
     engine: Engine = DEFAULT_ENGINE,
     size: Size = 256,
     device: Device = "auto",
@@ -91,12 +109,14 @@ def animate(
 ) -> None:
     """Animate SOURCE image(s) with a driving video into one MP4."""
     from .pipeline import Pipeline, check_sources
+    from .sources import gather
 
     config = _config(
         engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite
     )
     report = Reporter(quiet=quiet)
     with report.guard():
+        sources = gather(sources, source_dir)
         check_sources(sources)
         from . import video
 
@@ -107,7 +127,7 @@ def animate(
         with report.bar(
             "rendering", driving.n_frames if not max_frames else min(max_frames, driving.n_frames)
         ) as step:
-            result = pipeline.animate(sources, driving, output, progress=step)
+            result = pipeline.animate(sources, driving, output, progress=step, warn=report.info)
         report.done(result, as_json)
 
 

@@ -96,13 +96,30 @@ class Pipeline:
         _ = self.renderer
 
     # --- inputs -------------------------------------------------------------------------------
-    def load_source(self, path: Path) -> SourceFace:
-        """Read a portrait, find its largest face and cut the working-size crop around it."""
+    def find_faces(self, path: Path) -> tuple[np.ndarray, list[Landmarks]]:
+        """Read a portrait (downscaled past MAX_PORTRAIT_SIDE) and find its faces, largest first."""
         image = _downscale(video.read_image(path), MAX_PORTRAIT_SIDE)
         faces = self.detector.detect(image)
         if not faces:
             raise NoFaceError(path, "no face found in the image")
+        return image, faces
+
+    def load_source(self, path: Path) -> SourceFace:
+        """Read a portrait, find its largest face and cut the working-size crop around it."""
+        image, faces = self.find_faces(path)
         return self.source_from(path, image, faces[0], n_faces=len(faces))
+
+    def load_sources(
+        self, paths: Sequence[Path], warn: Callable[[str], None] | None = None
+    ) -> list[SourceFace]:
+        """K images of one person, lead first: same-person check, and only the lead keeps its picture.
+
+        See `sources.load_sources`: a stranger as the lead (or no clear majority) is an InputError; a
+        minority of strangers among the others is left out, with a `warn` line for each.
+        """
+        from .sources import load_sources
+
+        return load_sources(self, [Path(p) for p in paths], warn)
 
     def source_from(self, path: Path, image: np.ndarray, found: Landmarks, n_faces: int = 1) -> SourceFace:
         crop = face.crop_for(found, self.config.size)
@@ -145,11 +162,12 @@ class Pipeline:
         driving: Motion,
         output: Path,
         progress: Progress | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> AnimateResult:
         """Animate one portrait (K images of one person) with an analysed driver into `output`."""
         started = time.perf_counter()
         video.check_output(output, self.config.overwrite)
-        sources = [self.load_source(Path(p)) for p in source_paths]
+        sources = self.load_sources(source_paths, warn)
         lead = sources[0]
         if self.config.crop_only:
             width = height = self.config.size
@@ -191,7 +209,7 @@ class Pipeline:
 def check_sources(paths: Sequence[Path]) -> None:
     """Fail before any work when a source path is plainly wrong."""
     if not paths:
-        raise InputError(None, "no source image given")
+        raise InputError(None, "no source image given (SOURCE... or --sources DIR)")
     for path in paths:
         if not Path(path).is_file():
             raise InputError(path, "no such file")
