@@ -68,6 +68,8 @@ def test_json_summary_on_stdout(animated, driver: Driver):
     _, result = animated
     import json
 
+    assert len(result.stdout.strip().splitlines()) == 1  # stdout carries the summary and nothing else
+    assert "━" not in result.stderr and "fr/s" not in result.stderr  # no progress bar when piped
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["frames"] == driver.n_frames
     assert summary["audio"] is True
