@@ -160,3 +160,31 @@ def test_help_and_usage_errors(capsys, monkeypatch):
     assert run_cli(["--help"], capsys, monkeypatch).code == 0
     ran = run_cli(["face.jpg", "--driver", "d.mp4", "-o", "o.mp4", "--engine", "magic"], capsys, monkeypatch)
     assert ran.code == 2
+
+
+def test_progress_bar_on_a_terminal(tmp_path, driver: Driver, astronaut_png: Path):
+    """On a terminal (a pty) the rich bar shows, with frames/s; it is transient, so read the raw bytes."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    args = [sys.executable, "-m", "animate_portrait", astronaut_png, "--driver", driver.path,
+            "-o", tmp_path / "tty.mp4"]  # fmt: skip
+    proc = subprocess.Popen(
+        [str(a) for a in args], stdout=follower, stderr=follower, stdin=subprocess.DEVNULL
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the pty closes when the process exits
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=120) == 0
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    assert "rendering" in shown and "fr/s" in shown
