@@ -104,6 +104,22 @@ def animate(
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
     overwrite: Overwrite = False,
+    finetune_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Neural engine: fine-tune on the sources for N steps before rendering (the paper's "
+            "per-person stage; cached, so reruns are instant). 0: off. Default: 200 on a GPU, off on a "
+            "CPU (100 steps at 256² take about a minute or two there); 100-300 is sensible on a GPU.",
+        ),
+    ] = None,
+    person: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PERSON.safetensors",
+            help="Neural engine: a person fine-tuned before with `animate-portrait finetune`.",
+        ),
+    ] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -114,6 +130,10 @@ def animate(
     config = _config(
         engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite
     )
+    if (finetune_steps or person) and engine != "neural":
+        raise typer.BadParameter("needs --engine neural", param_hint="--finetune-steps / --person")
+    if finetune_steps and person:
+        raise typer.BadParameter("give --person or --finetune-steps, not both", param_hint="--person")
     report = Reporter(quiet=quiet)
     with report.guard():
         sources = gather(sources, source_dir)
@@ -123,11 +143,26 @@ def animate(
         video.check_output(output, overwrite)
         pipeline = Pipeline(config)
         pipeline.load_renderer()
+        loaded = None
+        if person is not None:
+            from .training.finetune import use_person_file
+
+            use_person_file(pipeline.renderer, person)
         driving = report.analyse(pipeline, driver)
+        if finetune_steps is None and engine == "neural" and person is None:
+            from .training.finetune import default_steps
+
+            finetune_steps = default_steps(pipeline.device)
+        if finetune_steps:
+            from .training.finetune import finetune_pipeline
+
+            loaded = finetune_pipeline(pipeline, sources, finetune_steps, report.bar, report.info)
         with report.bar(
             "rendering", driving.n_frames if not max_frames else min(max_frames, driving.n_frames)
         ) as step:
-            result = pipeline.animate(sources, driving, output, progress=step, warn=report.info)
+            result = pipeline.animate(
+                sources, driving, output, progress=step, warn=report.info, loaded=loaded
+            )
         report.done(result, as_json)
 
 

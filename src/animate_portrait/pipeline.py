@@ -163,11 +163,16 @@ class Pipeline:
         output: Path,
         progress: Progress | None = None,
         warn: Callable[[str], None] | None = None,
+        loaded: Sequence[SourceFace] | None = None,
     ) -> AnimateResult:
-        """Animate one portrait (K images of one person) with an analysed driver into `output`."""
+        """Animate one portrait (K images of one person) with an analysed driver into `output`.
+
+        `loaded`: the sources already loaded from `source_paths` (the CLI's fine-tuning step needs them
+        first), so that their faces are not detected twice.
+        """
         started = time.perf_counter()
         video.check_output(output, self.config.overwrite)
-        sources = self.load_sources(source_paths, warn)
+        sources = list(loaded) if loaded is not None else self.load_sources(source_paths, warn)
         lead = sources[0]
         if self.config.crop_only:
             width = height = self.config.size

@@ -34,6 +34,15 @@ class NeuralRenderer:
         self.batch = batch
         self._state = None
         self._psi: torch.Tensor | None = None
+        self.person = None  # a fine-tuned person (training/finetune.py): ψ′ replaces P·ê
+
+    def use_person(self, person) -> None:
+        """Render with a fine-tuned person: its G tensors go into G, its ψ′ replaces ψ̂ = P·ê."""
+        with torch.no_grad():
+            own = self.G.state_dict()
+            for name, value in person.g.items():
+                own[name].copy_(value.to(own[name].dtype))
+        self.person = person
 
     def _to_model(self, images: np.ndarray) -> torch.Tensor:
         """(N, size, size, 3) uint8 → (N, 3, S, S) float in [-1, 1] at the model's size."""
@@ -57,6 +66,8 @@ class NeuralRenderer:
         y = rasterise_sketch(pts[0], s)[None]
         e_hat = self.E(x, y)  # ê: mean of E over the K sources
         self._psi = self.G.psi(e_hat)  # ψ̂ = P·ê
+        if self.person is not None:
+            self._psi = self.person.psi.to(self.device, self._psi.dtype)  # ψ′, fine-tuned (paper §3.3)
         self._state = self.G.encode_sources(x, y, to_unit(pts, s))
 
     @torch.inference_mode()
