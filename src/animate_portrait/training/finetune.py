@@ -50,6 +50,7 @@ from ..errors import InputError
 from ..models import Discriminator, Embedder, Generator
 from ..models.blocks import MIRROR, rasterise_sketch, to_unit
 from ..models.perceptual import MobileNetV2Features, perceptual_l1
+from ..weights import load_weights, sha256
 from .losses import adversarial_g, feature_matching, hinge_d
 
 if TYPE_CHECKING:
@@ -300,10 +301,6 @@ def card_path(path: Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def save_person(path: Path, person: Person) -> Path:
     """Write `path` (safetensors) and its card atomically; returns the card's path."""
     path = Path(path)
@@ -311,7 +308,7 @@ def save_person(path: Path, person: Person) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(person.tensors(), str(tmp), metadata={"format": FORMAT})
     os.replace(tmp, path)
-    card = {"format": FORMAT, "file": path.name, "sha256": _sha256(path.read_bytes()), **person.card}
+    card = {"format": FORMAT, "file": path.name, "sha256": sha256(path), **person.card}
     cpath = card_path(path)
     tmpc = cpath.with_name(f".{cpath.name}.tmp")
     tmpc.write_text(json.dumps(card, indent=2) + "\n")
@@ -333,7 +330,7 @@ def load_person(path: Path, G: Generator, weights_sha256: str) -> Person:
         raise InputError(cpath, f"person card is not valid JSON ({exc})") from None
     if not isinstance(card, dict) or card.get("format") != FORMAT:
         raise InputError(cpath, f"not an animate-portrait person card (expected format {FORMAT})")
-    if card.get("sha256") != _sha256(path.read_bytes()):
+    if card.get("sha256") != sha256(path):
         raise InputError(path, "person file is corrupt: sha256 does not match its card")
     tuned_from = str(card.get("weights_sha256", ""))
     if tuned_from != weights_sha256:
@@ -389,7 +386,7 @@ def cache_key(sources: Sequence[SourceFace], weights_sha256: str, settings: Fine
 
 def _file_sha(path: Path) -> str | None:
     try:
-        return _sha256(Path(path).read_bytes())
+        return sha256(Path(path))
     except OSError:
         return None
 
@@ -402,7 +399,6 @@ def finetune_renderer(
     mobilenet: str | None = None,
 ) -> Person:
     """Fine-tune the renderer's model on these sources (D and the perceptual net are loaded for it)."""
-    from ..weights import load_weights
     from .train import find_mobilenet, load_mobilenet
 
     _, nets, _ = load_weights(renderer.weights, renderer.device, parts=("D",))
