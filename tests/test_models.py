@@ -153,3 +153,23 @@ def test_perceptual_backbone_names_match_torchvision_layout() -> None:
     keys = set(MobileNetV2Features().state_dict())
     assert "features.1.conv.0.0.weight" in keys and "features.18.1.running_var" in keys
     assert "features.2.conv.3.weight" in keys
+
+
+def test_reset_mask_unsaturates_the_blend_but_keeps_the_decoded_image() -> None:
+    """A saturated mask (m = 1, no gradient) goes back to m = 0.5; the decoder's RGB output is unchanged."""
+    torch.manual_seed(2)
+    s = TINY.size
+    G = Generator(TINY).eval()
+    with torch.no_grad():
+        G.out2.bias[3].fill_(30.0)  # what a run whose mask saturated ends with
+    pts = torch.from_numpy(face_points(s))[None, None]
+    x = torch.rand(1, 1, 3, s, s) * 2 - 1
+    y = rasterise_sketch(pts[0], s)[None]
+    args = (y[:, 0], to_unit(pts[:, 0], s), G.psi(torch.zeros(1, TINY.emb_dim)))
+    with torch.no_grad():
+        _, before = G(*args, G.encode_sources(x, y, to_unit(pts, s)))
+        G.reset_mask()
+        _, after = G(*args, G.encode_sources(x, y, to_unit(pts, s)))
+    assert float(before["mask"].min()) > 0.999
+    assert torch.allclose(after["mask"], torch.full_like(after["mask"], 0.5))
+    assert torch.allclose(before["decoded"], after["decoded"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from animate_portrait.training.dataset import EpisodeSampler, FrameBank, decode_mp4
-from animate_portrait.training.train import TrainConfig, sample_k, train
+from animate_portrait.training.train import TrainConfig, mouth_l1, sample_k, train
 from test_models import face_points
 
 SMALL_MODEL = {
@@ -155,6 +155,42 @@ def test_train_is_deterministic_with_a_seed(cache: Path, tmp_path: Path) -> None
     lb = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     strip = [{k: v for k, v in r.items() if k != "time_s"} for r in la]
     assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in lb]
+
+
+def test_mouth_l1_counts_only_the_mouth_box() -> None:
+    """An error inside the mouth box counts fully; the same error elsewhere does not count at all."""
+    s = 64
+    pts = torch.from_numpy(face_points(s))[None]
+    real = torch.zeros(1, 3, s, s)
+    mouth = pts[0, 48:68]
+    x0, y0 = mouth.amin(0).int().tolist()
+    x1, y1 = mouth.amax(0).int().tolist()
+    inside = real.clone()
+    inside[..., y0:y1, x0:x1] = 1.0
+    outside = real.clone()
+    outside[..., :5, :] = 1.0  # the top rows: far from the mouth
+    assert float(mouth_l1(outside, real, pts)) == 0.0
+    assert 0.3 < float(mouth_l1(inside, real, pts)) <= 1.0
+
+
+def test_mask_penalty_and_mouth_loss_are_logged(cache: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        size=32,
+        batch=2,
+        k_max=2,
+        steps=2,
+        adv_start=100,
+        log_every=1,
+        sample_every=100,
+        device="cpu",
+        model=SMALL_MODEL,
+        seed=3,
+        w_mask=1.0,
+        w_mouth=10.0,
+    )
+    train(cache, tmp_path / "run", cfg)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all("mask_pen" in r and "mouth" in r and r["mouth"] > 0 for r in log)
 
 
 @pytest.mark.slow

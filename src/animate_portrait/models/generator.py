@@ -123,6 +123,14 @@ class Generator(nn.Module):
             # the sigmoid's gradient vanishes and the decoder was never used again
             self.out2.bias[3].fill_(0.0)
 
+    @torch.no_grad()
+    def reset_mask(self) -> None:
+        """Restart the blend-mask logit near 0 (m ≈ 0.5) while keeping the decoded RGB: used to restart
+        training from weights whose mask saturated at 1, where the sigmoid passes no gradient."""
+        out2 = self.out2.parametrizations.weight.original if self.cfg.g_sn else self.out2.weight
+        out2[3].zero_()
+        self.out2.bias[3].fill_(0.0)
+
     # -- per portrait ------------------------------------------------------------------------------------
 
     def psi(self, e_hat: torch.Tensor) -> torch.Tensor:
@@ -201,4 +209,5 @@ class Generator(nn.Module):
         m = torch.sigmoid(o[:, 3:4])
         warped = fuse(src.img)
         out = m * warped + (1 - m) * decoded
-        return out, {"mask": m, "warped": warped, "decoded": decoded, "grid": grid, "delta": delta}
+        aux = {"mask": m, "mask_logit": o[:, 3:4], "warped": warped, "decoded": decoded, "grid": grid}
+        return out, {**aux, "delta": delta}

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..models import Discriminator, Embedder, Generator, ModelConfig
@@ -59,6 +60,8 @@ class TrainConfig:
     w_l1: float = 10.0
     w_perc: float = 1.0
     w_decoded: float = 0.5  # content loss on G's decoded image alone, so the decoder learns to draw
+    w_mask: float = 0.0  # hinge² on |mask logit| > 4: keeps m in [0.02, 0.98], where its gradient lives
+    w_mouth: float = 0.0  # extra L1 inside the target's mouth box (teeth and lips are few pixels)
     w_adv: float = 1.0
     w_fm: float = 10.0
     w_mch: float = 10.0  # the paper's 80 drags ê to W's random start in a short run (see opt_d)
@@ -74,6 +77,7 @@ class TrainConfig:
     augment: bool = True
     mobilenet: str | None = None  # MobileNetV2 weights (.safetensors or torchvision .pth); None: find it
     init: str | None = None  # start E/G/D from a weights file (e.g. the shipped one)
+    reset_mask: bool = False  # after --init: restart the blend mask at 0.5 (un-saturate it)
     export_warmup: bool = True  # also export the weights as they are when the adversarial phase starts
     model: dict = field(default_factory=dict)  # ModelConfig overrides, e.g. {"emb_dim": 128}
 
@@ -252,6 +256,8 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
     E, G, D = Embedder(mcfg).to(dev), Generator(mcfg).to(dev), Discriminator(mcfg).to(dev)
     if cfg.init:
         _init_from(Path(cfg.init), E, G, D)
+        if cfg.reset_mask:
+            G.reset_mask()
     perc = load_mobilenet(find_mobilenet(cfg.mobilenet), dev)
     if cuda:
         for m in (E, G, D, perc):
@@ -319,6 +325,15 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
                 lp = perceptual_l1(perc, fake, ep.tgt)
                 loss_g = cfg.w_l1 * l1 + cfg.w_perc * lp
                 logs = {"l1": l1, "perc": lp}
+                if cfg.w_mask > 0:
+                    # a saturated mask (m = 1 everywhere) passes no gradient and never lets the decoder in
+                    l_mask = F.relu(aux["mask_logit"].float().abs() - 4.0).pow(2).mean()
+                    loss_g = loss_g + cfg.w_mask * l_mask
+                    logs["mask_pen"] = l_mask
+                if cfg.w_mouth > 0:
+                    l_mouth = mouth_l1(fake.float(), ep.tgt, ep.tgt_pts)
+                    loss_g = loss_g + cfg.w_mouth * l_mouth
+                    logs["mouth"] = l_mouth
                 if cfg.w_decoded > 0:
                     # the decoded image must stand alone too: otherwise the blend mask can settle on the
                     # warped source everywhere and the decoder (mouth interior, blinks) never learns
@@ -394,6 +409,21 @@ class _nullctx:
 
     def __exit__(self, *a: object) -> None:
         return None
+
+
+def mouth_l1(fake: torch.Tensor, real: torch.Tensor, pts: torch.Tensor, margin: float = 0.25) -> torch.Tensor:
+    """Mean L1 inside each target's mouth box (landmarks 48–67, grown by `margin` of its size)."""
+    s = fake.shape[-1]
+    m = pts[:, 48:68]
+    lo, hi = m.amin(1), m.amax(1)
+    pad = (hi - lo) * margin
+    lo, hi = (lo - pad).clamp(0, s - 1), (hi + pad).clamp(1, s)
+    ax = torch.arange(s, device=fake.device, dtype=torch.float32)
+    inx = (ax[None] >= lo[:, 0:1]) & (ax[None] < hi[:, 0:1])  # (B, S) columns
+    iny = (ax[None] >= lo[:, 1:2]) & (ax[None] < hi[:, 1:2])  # (B, S) rows
+    box = (iny[:, :, None] & inx[:, None, :]).float()[:, None]  # (B, 1, S, S)
+    diff = (fake - real).abs() * box
+    return diff.sum() / (box.sum() * fake.shape[1]).clamp(min=1.0)
 
 
 def _meta(step: int, elapsed: float, cfg: TrainConfig, adv_start: int | None) -> dict:
