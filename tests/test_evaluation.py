@@ -6,9 +6,11 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 
+from animate_portrait.errors import InputError
 from animate_portrait.evaluation import Setup, parse_setups
 from cli_helpers import run_cli
 from conftest import Driver
@@ -105,3 +107,66 @@ def test_clip_shorter_than_k_is_noted_not_a_crash(driver: Driver):
     assert results.sections[0].rows == []
     assert [s["clip"] for s in results.skipped] == [str(driver.path)]
     assert "after the K source frames" in results.skipped[0]["reason"]
+
+
+# --- the paper's Table 1: K sources from the first part of a clip, feed-forward and fine-tuned -------------
+def test_sources_are_spread_over_the_source_part_and_never_targets():
+    from animate_portrait.evaluation.self_reenactment import is_target, source_frames
+
+    found = np.ones(100, bool)
+    found[[0, 5]] = False  # no face: never a source
+    assert source_frames(found, 1, 64) == [1]
+    eight = source_frames(found, 8, 64)
+    assert len(set(eight)) == 8 and eight[0] == 1 and eight[-1] == 63 and 5 not in eight
+    assert np.diff(eight).min() >= 7  # spread, not the first eight frames
+    with pytest.raises(InputError, match="fewer than K = 4"):
+        source_frames(found, 4, 4)
+    targets = [i for i in range(100) if is_target(i, 64, 3)]
+    assert targets[0] == 64 and not set(targets) & set(range(64))
+
+
+@pytest.fixture
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ANIMATE_PORTRAIT_CACHE", str(cache))
+    return cache
+
+
+def test_table1_rows_fine_tuned_and_cached(tmp_path: Path, driver: Driver, private_cache: Path):
+    """Plumbing on a tiny random-weight model: rows for each K × variant, and a rerun tunes nothing."""
+    from animate_portrait.evaluation import RendererFactory, run_evaluation
+    from animate_portrait.training import finetune as ft
+    from test_finetune import _tiny_weights
+
+    tiny = _tiny_weights(tmp_path, seed=0)
+    setups = parse_setups("neural", "1,2", finetune=True)
+    assert setups == [Setup("neural", 1), Setup("neural", 1, "fine-tuned"), Setup("neural", 2),
+                      Setup("neural", 2, "fine-tuned")]  # fmt: skip
+    factory = RendererFactory(64, "cpu", tiny, finetune_steps=2)
+    runs = ft.RUNS["runs"]
+    results = run_evaluation([driver.path], setups, factory, max_frames=3, step=2, span=8)
+    assert ft.RUNS["runs"] == runs + 2  # one tuning per K
+    body = results.to_dict()
+    table = body["table1"]
+    assert [(r["shots"], r["variant"]) for r in table["rows"]] == [
+        (1, "feed-forward"), (1, "fine-tuned"), (2, "feed-forward"), (2, "fine-tuned")]  # fmt: skip
+    assert all(r["frames"] == 3 for r in table["rows"])
+    tuned = [i for i in body["self_reenactment"]["items"] if i["variant"] == "fine-tuned"]
+    assert all(i["finetune_seconds"] > 0 and i["finetune_cached"] == 0 for i in tuned)
+    assert {t["target"] for t in table["targets"]} >= {"fine-tuned 1-shot mouth-opening correlation ≥ 0.8"}
+    assert body["settings"]["source_span"] == 8 and body["settings"]["finetune_steps"] == 2
+    again = run_evaluation([driver.path], setups, factory, max_frames=3, step=2, span=8).to_dict()
+    assert ft.RUNS["runs"] == runs + 2  # the cache answered
+    assert all(
+        i["finetune_cached"] == 1
+        for i in again["self_reenactment"]["items"]
+        if i["variant"] != "feed-forward"
+    )
+
+
+def test_finetune_steps_need_the_neural_engine(capsys, monkeypatch, driver: Driver):
+    ran = run_cli(
+        ["evaluate", driver.path, "--engines", "warp", "--finetune-steps", 5, "-q"], capsys, monkeypatch
+    )
+    assert ran.code == 2
+    assert "neural" in ran.err

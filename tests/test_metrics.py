@@ -105,3 +105,20 @@ def test_pearson_handles_gaps_and_constants():
     assert math.isnan(metrics.pearson(x, np.ones(10)))
     assert metrics.pearson(x, np.ones(10), constant=0.0) == 0.0
     assert math.isnan(metrics.pearson([1.0, 2.0], [1.0, 2.0]))
+
+
+def test_face_ssim_sees_only_the_face(crop_and_points):
+    image, points = crop_and_points
+    mask = metrics.face_mask(points, image.shape[0])
+    assert 0.15 < mask.mean() < 0.8  # the face outline, not the whole crop
+    assert mask[int(points[30, 1]), int(points[30, 0])]  # the nose tip is inside
+    assert not mask[0, 0]
+    assert metrics.face_ssim(image, image, points) == pytest.approx(1.0, abs=1e-5)
+    outside = image.copy()
+    outside[~mask] = _noisy(image, 40)[~mask]
+    inside = image.copy()
+    inside[mask] = _noisy(image, 40)[mask]
+    # Damage outside the face barely moves it (only the SSIM window's reach over the outline) ...
+    assert metrics.face_ssim(outside, image, points) > metrics.face_ssim(inside, image, points) + 0.3
+    # ... while the whole-crop SSIM is hurt by both
+    assert metrics.ssim(outside, image) < 0.9

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 __all__ = [
     "psnr",
     "ssim",
+    "face_ssim",
+    "face_mask",
     "perceptual",
     "unit_features",
     "perceptual_between",
@@ -59,6 +61,28 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     import kornia
 
     return float(kornia.metrics.ssim(_tensor(a), _tensor(b), SSIM_WINDOW).mean())
+
+
+def face_mask(points: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) bool: inside the face outline, jaw 0–16 then the brows 26…17 (the forehead above the
+    brows and the background are left out: they are not what a talking-head model is judged on)."""
+    from PIL import Image, ImageDraw
+
+    pts = np.asarray(points, np.float64)
+    outline = np.concatenate([pts[0:17], pts[26:16:-1]])
+    mask = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(mask).polygon([(float(x) + 0.5, float(y) + 0.5) for x, y in outline], fill=1)
+    return np.asarray(mask, bool)
+
+
+def face_ssim(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> float:
+    """SSIM averaged over the face region of `points` (the real frame's landmarks) only: the whole-crop
+    SSIM is dominated by background and hair, which every engine copies from the source."""
+    import kornia
+
+    ssim_map = kornia.metrics.ssim(_tensor(a), _tensor(b), SSIM_WINDOW)[0].mean(0).numpy()
+    mask = face_mask(points, a.shape[0])
+    return float(ssim_map[mask].mean()) if mask.any() else float("nan")
 
 
 def unit_features(images: Sequence[np.ndarray], net: MobileNetV2Features) -> list[torch.Tensor]:

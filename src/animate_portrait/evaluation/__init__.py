@@ -1,8 +1,10 @@
 """`animate-portrait evaluate`: engines compared on held-out clips (issue 3, section 4).
 
-- Self-reenactment (`self_reenactment.py`): the sources are a clip's first K frames and the driver is the
-  clip's own later frames, so the real frames are the truth: PSNR, SSIM, perceptual distance, landmark
-  error, mouth L1, identity distance, mouth-opening correlation.
+- Self-reenactment (`self_reenactment.py`): the sources are K frames from a clip's first part and the driver
+  is the rest of the clip, so the real frames are the truth: PSNR, SSIM (whole crop and face region),
+  perceptual distance, landmark error, mouth L1, identity distance, mouth-opening correlation.
+- The paper's Table 1 (`runner.table1`): the neural rows of self-reenactment, 1/8/32-shot, feed-forward
+  and fine-tuned (`--finetune-steps N`: the §3.3 stage on each clip's K sources, cached per person).
 - Cross-reenactment (`cross_reenactment.py`): portraits × drivers through the product's pipeline:
   identity distance to the portrait, mouth/yaw/pitch correlation with the driver, share of frames with a face.
 
@@ -36,8 +38,11 @@ def __getattr__(name: str):
 
 
 EPILOG = (
-    "Example: animate-portrait evaluate ../shared/data/clips/eval/*.mp4 --engines static,warp --shots 1 "
-    "--frame-step 5 --max-frames 40 --portraits mona.png --drivers d6.mp4 --json runs/eval.json"
+    "Examples: animate-portrait evaluate ../shared/data/clips/eval/*.mp4 --engines static,warp --shots 1 "
+    "--frame-step 5 --max-frames 40 --portraits mona.png --drivers d6.mp4 --json runs/eval.json · "
+    "the paper's Table 1: animate-portrait evaluate ../shared/data/clips/eval/*.mp4 --engines neural "
+    "--shots 1,8,32 --finetune-steps 100 --source-span 64 --max-frames 20 --frame-step 3 "
+    "--json runs/table1.json"
 )
 
 
@@ -48,7 +53,8 @@ def _split(text: str, what: str) -> list[str]:
     return items
 
 
-def parse_setups(engines: str, shots: str) -> list[Setup]:
+def parse_setups(engines: str, shots: str, finetune: bool = False) -> list[Setup]:
+    """Rows from the options; `finetune` adds a fine-tuned neural row after each feed-forward one."""
     from ..engines import ENGINES
     from .common import Setup
 
@@ -63,8 +69,18 @@ def parse_setups(engines: str, shots: str) -> list[Setup]:
         raise typer.BadParameter("comma-separated whole numbers, e.g. 1,8", param_hint="--shots") from None
     if min(ks) < 1:
         raise typer.BadParameter("K must be at least 1", param_hint="--shots")
+    if finetune and "neural" not in names:
+        raise typer.BadParameter(
+            "fine-tuning needs the neural engine in --engines", param_hint="--finetune-steps"
+        )
     # Static ignores all but the first source: one row for it, not one per K.
-    return list(dict.fromkeys(Setup(e, 1 if e == "static" else k) for e in names for k in ks))
+    setups = []
+    for e in names:
+        for k in ks:
+            setups.append(Setup(e, 1 if e == "static" else k))
+            if finetune and e == "neural":
+                setups.append(Setup(e, k, "fine-tuned"))
+    return list(dict.fromkeys(setups))
 
 
 Portraits = Annotated[
@@ -89,20 +105,40 @@ def evaluate(
     shots: Annotated[str, typer.Option(help="Comma-separated K (source frames), self-reenactment.")] = "1,8",
     max_frames: MaxFrames = None,
     frame_step: Annotated[int, typer.Option(min=1, help="Use every S-th frame as a target (speed).")] = 1,
+    source_span: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Self-reenactment: the sources are K frames spread evenly over the first N frames of each "
+            "clip, and the targets come after them (default: N = the largest K, consecutive frames).",
+        ),
+    ] = None,
+    finetune_steps: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Also evaluate the neural engine fine-tuned on each clip's K sources for N steps (the "
+            "paper's Table 1; cached, so a rerun does not tune again). About a minute per 100 steps at "
+            "256² on a CPU, per clip and K. 0: feed-forward only.",
+        ),
+    ] = 0,
     size: Annotated[int, typer.Option(help="Working resolution of the face crop.")] = 256,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
     weights: Annotated[Path | None, typer.Option(help="Weights file for the neural engine.")] = None,
     json_out: JsonOut = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Compare engines: self-reenactment on CLIPS, cross-reenactment of --portraits by --drivers."""
+    """Compare engines: self-reenactment on CLIPS, cross-reenactment of --portraits by --drivers.
+
+    With the neural engine, the paper's Table 1 (K-shot × feed-forward / fine-tuned) is printed too.
+    """
     from ..console import Reporter
     from ..pipeline import check_sources, resolve_device
     from .common import RendererFactory
     from .report import print_tables, write_json
     from .runner import run_evaluation
 
-    setups = parse_setups(engines, shots)
+    setups = parse_setups(engines, shots, finetune=finetune_steps > 0)
     report = Reporter(quiet=quiet)
     with report.guard():
         check_sources(clips)
@@ -110,12 +146,13 @@ def evaluate(
             check_sources(portraits)
         if drivers:
             check_sources(drivers)
-        factory = RendererFactory(size, resolve_device(device), weights)
+        factory = RendererFactory(size, resolve_device(device), weights, finetune_steps)
         n_items = len(clips) + len(portraits or []) * len(drivers or clips) * len({s.engine for s in setups})
         with report.bar("evaluating", n_items) as step:
             results = run_evaluation(
-                clips, setups, factory, portraits, drivers, max_frames, frame_step, on_item=lambda: step(1)
-            )
+                clips, setups, factory, portraits, drivers, max_frames, frame_step,
+                on_item=lambda: step(1), span=source_span,
+            )  # fmt: skip
         print_tables(results)
         if json_out is not None:
             write_json(results, json_out)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import identity, metrics
-from ..types import Landmarks
+from ..types import Landmarks, SourceFace
 
 if TYPE_CHECKING:
     from ..engines import Renderer
@@ -19,12 +19,15 @@ if TYPE_CHECKING:
     from ..models.perceptual import MobileNetV2Features
 
 
+VARIANTS = ("feed-forward", "fine-tuned")
+
+
 @dataclass(frozen=True)
 class Setup:
     """One row of the table: an engine fed K source frames.
 
-    `variant` names anything else that changes the renderer for the same engine and K (the few-shot
-    issue adds "fine-tuned"); `make` in `RendererFactory` is where such a variant is built.
+    `variant` names anything else that changes the renderer for the same engine and K: "fine-tuned" is the
+    paper's §3.3 stage (training/finetune.py) run on the K sources before rendering, neural engine only.
     """
 
     engine: str
@@ -38,18 +41,41 @@ class Setup:
 
 @dataclass
 class RendererFactory:
-    """Builds a fresh renderer per (setup, clip): `prepare` is stateful, so rows never share one."""
+    """Builds a fresh renderer per (setup, clip): `prepare` is stateful, so rows never share one.
+
+    `finetune_steps`: the steps of the "fine-tuned" rows. Their results go through the fine-tuning cache
+    (`finetune.person_for`), so an evaluation run again on the same clips and weights does not tune again.
+    """
 
     size: int
     device: str
     weights: Path | None = None
+    finetune_steps: int = 0
 
     def make(self, setup: Setup) -> Renderer:
         from ..engines import get_renderer
 
-        if setup.variant != "feed-forward":
+        if setup.variant not in VARIANTS:
             raise ValueError(f"unknown variant {setup.variant!r}")
+        if setup.variant == "fine-tuned" and setup.engine != "neural":
+            raise ValueError(f"only the neural engine can be fine-tuned, not {setup.engine!r}")
         return get_renderer(setup.engine, self.size, self.device, self.weights)
+
+    def prepared(self, setup: Setup, sources: list[SourceFace]) -> tuple[Renderer, dict[str, float]]:
+        """A renderer ready for `setup` on its K sources (fine-tuned first when the setup says so), and
+        numbers about the preparation for the per-clip items (fine-tuning seconds, cache hit)."""
+        renderer = self.make(setup)
+        extra: dict[str, float] = {}
+        if setup.variant == "fine-tuned":
+            from ..training.finetune import FinetuneSettings, person_for
+
+            person, hit = person_for(renderer, sources, FinetuneSettings(steps=self.finetune_steps))
+            renderer.use_person(person)  # type: ignore[attr-defined]
+            # The seconds the tuning took when it ran (a cache hit keeps the card of that run).
+            extra = {"finetune_seconds": float(person.card.get("seconds", float("nan"))),
+                     "finetune_cached": float(hit)}  # fmt: skip
+        renderer.prepare(sources)
+        return renderer, extra
 
     def check(self, engine: str) -> str | None:
         """None when the engine can be built here, else why not (neural before its weights exist)."""
@@ -123,6 +149,7 @@ class Judge:
                 {
                     "psnr": metrics.psnr(out, real),
                     "ssim": metrics.ssim(out, real),
+                    "face_ssim": metrics.face_ssim(out, real, pts),
                     "perceptual": float(lpips),
                     "mouth_l1": metrics.mouth_l1(out, real, pts),
                     "landmark_error": metrics.landmark_error(seen.points, pts),

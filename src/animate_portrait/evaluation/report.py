@@ -25,12 +25,20 @@ class Column:
 SELF_COLUMNS = (
     Column("psnr", "PSNR↑", "{:.2f}"),
     Column("ssim", "SSIM↑"),
+    Column("face_ssim", "face SSIM↑"),
     Column("perceptual", "percept↓"),
     Column("landmark_error", "lmk err↓"),
     Column("mouth_l1", "mouth L1↓"),
     Column("identity", "id dist↓"),
     Column("mouth_corr", "mouth r↑"),
     Column("face_found", "face↑"),
+)
+# The paper's Table 1, in the columns (FID and the user study are out of reach here).
+TABLE1_COLUMNS = (
+    Column("face_ssim", "face SSIM↑"),
+    Column("perceptual", "percept↓"),
+    Column("identity", "id dist↓"),
+    Column("mouth_corr", "mouth r↑"),
 )
 CROSS_COLUMNS = (
     Column("identity", "id dist↓"),
@@ -49,6 +57,7 @@ class Section:
     columns: tuple[Column, ...]
     rows: list[dict] = field(default_factory=list)
     items: list[dict] = field(default_factory=list)
+    targets: list[dict] = field(default_factory=list)  # {"target", "value", "met"}: goals checked on rows
 
 
 @dataclass
@@ -59,7 +68,10 @@ class Results:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        body = {s.name: {"rows": s.rows, "items": s.items} for s in self.sections}
+        body = {
+            s.name: {"rows": s.rows, "items": s.items, **({"targets": s.targets} if s.targets else {})}
+            for s in self.sections
+        }
         return _finite({"settings": self.settings, **body, "skipped": self.skipped, "seconds": self.seconds})
 
 
@@ -91,9 +103,13 @@ def setup_name(row: dict) -> str:
     return name if row.get("variant", "feed-forward") == "feed-forward" else f"{name} {row['variant']}"
 
 
+TITLES = {"table1": "Table 1 (Zakharov et al. 2019), neural self-reenactment"}
+
+
 def table(section: Section) -> Table:
-    unit = "clips" if section.name.startswith("self") else "pairs"
-    out = Table(title=f"{section.name.replace('_', '-')}: means over {unit}")
+    unit = "pairs" if section.name.startswith("cross") else "clips"
+    title = TITLES.get(section.name, section.name.replace("_", "-"))
+    out = Table(title=f"{title}: means over {unit}")
     for name in ("setup", unit, "frames"):
         out.add_column(name, justify="left" if name == "setup" else "right")
     for col in section.columns:
@@ -110,6 +126,16 @@ def print_tables(results: Results, console: Console | None = None) -> None:
     for section in results.sections:
         if section.rows:
             console.print(table(section))
+        for goal in section.targets:
+            value = goal["value"]
+            shown = (
+                ", ".join(_cell(v, "{:.3f}") for v in value)
+                if isinstance(value, list)
+                else _cell(value, "{:.3f}")
+            )
+            console.print(
+                f"{'met' if goal['met'] else 'NOT met'}: {goal['target']} ({shown})", soft_wrap=True
+            )
     for skip in results.skipped:
         what = next(f"{k} {v}" for k, v in skip.items() if k != "reason")
         console.print(f"skipped {what}: {skip['reason']}", soft_wrap=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .common import Judge, RendererFactory, Setup, mean_over
-from .report import CROSS_COLUMNS, SELF_COLUMNS, Results, Section
+from .report import CROSS_COLUMNS, SELF_COLUMNS, TABLE1_COLUMNS, Results, Section
 
 
 def run_evaluation(
@@ -19,8 +19,13 @@ def run_evaluation(
     max_frames: int | None = None,
     step: int = 1,
     on_item: Callable[[], None] | None = None,
+    span: int | None = None,
 ) -> Results:
-    """Both evaluations; engines that cannot be built here (missing weights) are skipped with a note."""
+    """Both evaluations; engines that cannot be built here (missing weights) are skipped with a note.
+
+    `span`: the source part of each clip in self-reenactment (default: the largest K), see
+    `self_reenactment`. With neural rows, the paper's Table 1 is their view (`table1`).
+    """
     from ..landmarks import get_detector
 
     started = time.perf_counter()
@@ -28,7 +33,12 @@ def run_evaluation(
     skipped = [{"engine": e, "reason": why} for e in engines if (why := factory.check(e))]
     usable = [s for s in setups if s.engine not in {x["engine"] for x in skipped}]
     judge = Judge(get_detector("dlib"), factory.device)
-    sections = [_self(clips, usable, factory, judge, max_frames, step, skipped, on_item)]
+    k_max = max((s.shots for s in setups), default=1)
+    span = max(span or k_max, k_max)
+    sections = [_self(clips, usable, factory, judge, max_frames, step, span, skipped, on_item)]
+    paper = table1(sections[0])
+    if paper.rows:
+        sections.append(paper)
     if portraits:
         engines = list(dict.fromkeys(s.engine for s in usable))  # cross is 1-shot: portraits are one image
         sections.append(
@@ -41,18 +51,21 @@ def run_evaluation(
         "setups": [s.label for s in setups],
         "max_frames": max_frames,
         "frame_step": step,
+        "source_span": span,
+        "finetune_steps": factory.finetune_steps,
         "size": factory.size,
         "device": factory.device,
         "weights": None if factory.weights is None else str(factory.weights),
         "landmarks": "dlib",
-        "self_reenactment": "absolute landmarks, first source frame's crop, targets after the largest K",
+        "self_reenactment": "absolute landmarks, first source frame's crop; K sources evenly spaced over the "
+        "frames with a face among the first source_span, targets after them",
         "cross_reenactment": "relative motion, the portrait's crop (as animate)",
         "version": _version(),
     }
     return Results(settings, sections, skipped, round(time.perf_counter() - started, 1))
 
 
-def _self(clips, setups, factory, judge, max_frames, step, skipped, on_item) -> Section:
+def _self(clips, setups, factory, judge, max_frames, step, span, skipped, on_item) -> Section:
     from ..errors import InputError
     from .self_reenactment import evaluate_clip
 
@@ -60,12 +73,21 @@ def _self(clips, setups, factory, judge, max_frames, step, skipped, on_item) -> 
     per_setup: dict[Setup, list[dict]] = {s: [] for s in setups}
     for clip in clips:
         try:
-            numbers = evaluate_clip(Path(clip), setups, factory, judge, max_frames, step) if setups else {}
+            numbers = (
+                evaluate_clip(Path(clip), setups, factory, judge, max_frames, step, span=span)
+                if setups
+                else {}
+            )
         except InputError as exc:  # no face in the clip, unreadable file: note it, evaluate the rest
             skipped.append({"clip": str(clip), "reason": str(exc)})
             numbers = None
         if setups and numbers == {}:  # a clip no longer than K, or no face after the sources
-            skipped.append({"clip": str(clip), "reason": "no frame with a face after the K source frames"})
+            skipped.append(
+                {
+                    "clip": str(clip),
+                    "reason": f"no frame with a face after the K source frames (the first {span})",
+                }
+            )
         for setup, values in (numbers or {}).items():
             per_setup[setup].append(values)
             section.items.append({"clip": Path(clip).name, **setup.label, **values})
@@ -108,6 +130,38 @@ def _cross(portraits, drivers, engines, factory, judge, max_frames, step, skippe
                     on_item()
     section.rows = [_row(Setup(e), v) for e, v in per_engine.items() if v]
     return section
+
+
+def table1(self_section: Section) -> Section:
+    """The paper's Table 1: the neural rows of self-reenactment (K-shot × feed-forward / fine-tuned), in
+    its columns, with the issue's targets checked on them."""
+    rows = sorted(
+        (r for r in self_section.rows if r["engine"] == "neural"),
+        key=lambda r: (r["shots"], r["variant"] != "feed-forward"),
+    )
+    return Section("table1", TABLE1_COLUMNS, rows=rows, targets=targets(rows))
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    """Few-shot targets: more shots → lower perceptual and identity distance; fine-tuned 1-shot ≥ 10 %
+    lower identity distance than feed-forward 1-shot, keeping mouth-opening correlation ≥ 0.8."""
+    by = {(r["variant"], r["shots"]): r for r in rows}
+    out = []
+    for variant in ("feed-forward", "fine-tuned"):
+        ks = sorted(k for v, k in by if v == variant)
+        for metric in ("perceptual", "identity") if len(ks) > 1 else ():
+            values = [by[variant, k][metric] for k in ks]
+            met = all(b < a for a, b in zip(values, values[1:], strict=False))
+            chain = " > ".join(f"{k}-shot" for k in reversed(ks))
+            out.append({"target": f"{variant}: {chain} on {metric}", "value": values, "met": met})
+    ff, ft = by.get(("feed-forward", 1)), by.get(("fine-tuned", 1))
+    if ff and ft:
+        gain = 1 - ft["identity"] / ff["identity"] if ff["identity"] else float("nan")
+        out.append({"target": "fine-tuned 1-shot identity distance ≥ 10 % below feed-forward",
+                    "value": gain, "met": bool(gain >= 0.10)})  # fmt: skip
+        out.append({"target": "fine-tuned 1-shot mouth-opening correlation ≥ 0.8",
+                    "value": ft["mouth_corr"], "met": bool(ft["mouth_corr"] >= 0.8)})  # fmt: skip
+    return out
 
 
 def _analyse(pipeline, path, max_frames: int | None, step: int):

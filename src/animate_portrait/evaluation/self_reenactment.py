@@ -1,11 +1,17 @@
-"""Self-reenactment: a clip's first K frames are the sources, its own later frames the driver and the truth.
+"""Self-reenactment: K frames from the first part of a clip are the sources, the rest of it is the driver
+and the truth (the paper's Table 1 protocol).
+
+    frames 0 … span−1 : the source part; K sources evenly spaced over its frames with a face
+    frames span …     : the targets (every `step`-th, at most `max_frames`), never a source
 
 All frames are compared inside one fixed face box, the first source frame's crop, so the metrics see the
 head move as the renderer had to draw it. The targets are the real frames' own landmarks (absolute, no
-retargeting: the person is the same), and every K shares the same target frames, those after the largest
-K, so 1-shot and 8-shot rows are measured on exactly the same frames.
+retargeting: the person is the same), and every setup shares the same target frames, those after the
+source part, so the 1-, 8- and 32-shot rows are measured on exactly the same frames. `span` defaults to the
+largest K (consecutive sources); a longer span spreads the sources over more of the clip, as the paper's
+K frames of a video are, so that more shots also mean more poses, not 32 near-copies of one frame.
 
-Streams: one pass of decoding per clip keeps only the K sources and a small batch of targets.
+Streams: one pass of decoding per clip keeps only the K source crops and a small batch of targets.
 """
 
 from __future__ import annotations
@@ -16,19 +22,33 @@ from pathlib import Path
 import numpy as np
 
 from .. import face, metrics, motion, video
+from ..errors import InputError
 from ..types import Crop, Landmarks, SourceFace
 from .common import Judge, RendererFactory, Series, Setup, mean_finite
 
 BATCH = 8  # targets rendered per call: the renderers' own batch size in the pipeline
 
 
-def frames_needed(k_max: int, max_frames: int | None, step: int) -> int | None:
-    """How many leading frames of a clip the evaluation reads: K sources, then the sampled targets."""
-    return None if max_frames is None else k_max + (max_frames - 1) * step + 1
+def frames_needed(span: int, max_frames: int | None, step: int) -> int | None:
+    """How many leading frames of a clip the evaluation reads: the source part, then the sampled targets."""
+    return None if max_frames is None else span + (max_frames - 1) * step + 1
 
 
-def is_target(index: int, k_max: int, step: int) -> bool:
-    return index >= k_max and (index - k_max) % step == 0
+def is_target(index: int, span: int, step: int) -> bool:
+    return index >= span and (index - span) % step == 0
+
+
+def source_frames(found: np.ndarray, k: int, span: int) -> list[int]:
+    """K frame indices evenly spaced over the frames of the source part (0 … span−1) that have a face.
+
+    1-shot is the first such frame; with span = K and a face everywhere, the first K frames.
+    """
+    candidates = np.flatnonzero(np.asarray(found[:span], bool))
+    if len(candidates) < k:
+        raise InputError(
+            None, f"{len(candidates)} frames with a face in the first {span}, fewer than K = {k}"
+        )
+    return candidates[np.round(np.linspace(0, len(candidates) - 1, k)).astype(int)].tolist()
 
 
 def evaluate_clip(
@@ -39,27 +59,43 @@ def evaluate_clip(
     max_frames: int | None = None,
     step: int = 1,
     on_frame: Callable[[], None] | None = None,
+    span: int | None = None,
 ) -> dict[Setup, dict[str, float]]:
-    """Per-clip numbers for each setup: means over target frames, and the mouth-opening correlation."""
+    """Per-clip numbers for each setup: means over target frames, and the mouth-opening correlation.
+
+    {} when the clip has no frame after the source part (nothing to measure, and nothing is fine-tuned).
+    """
     k_max = max(s.shots for s in setups)
-    n_read = frames_needed(k_max, max_frames, step)
+    span = max(span or k_max, k_max)
+    n_read = frames_needed(span, max_frames, step)
     driving = motion.analyse_driver(clip, judge.detector, n_read)
-    crop = face.crop_for(Landmarks(driving.points[0]), factory.size)
-    sources: list[SourceFace] = []
+    if driving.n_frames <= span or not driving.found[span:].any():
+        return {}
+    try:
+        chosen = {s: source_frames(driving.found, s.shots, span) for s in setups}
+    except InputError as exc:
+        raise InputError(clip, str(exc)) from None
+    keep = sorted({i for idx in chosen.values() for i in idx})
+    crop = face.crop_for(Landmarks(driving.points[keep[0]]), factory.size)
+    crops: dict[int, SourceFace] = {}
     renderers: dict[Setup, object] = {}
+    extras: dict[Setup, dict[str, float]] = {}
     series = {s: Series() for s in setups}
     real_opening: list[float] = []
     batch: list[tuple[np.ndarray, np.ndarray]] = []
     n_targets = 0
     for i, frame in enumerate(video.read_frames(clip, n_read)):
-        if i < k_max:
-            sources.append(_source(clip, frame, crop, driving.points[i]))
-            if i == k_max - 1:
-                renderers = {s: _prepared(factory, s, sources) for s in setups}
+        if i < span:
+            if i in keep:
+                crops[i] = _source(clip, frame, crop, driving.points[i])
+            if i == span - 1:
+                for s in setups:
+                    renderers[s], extras[s] = factory.prepared(s, [crops[j] for j in chosen[s]])
+                crops.clear()
             continue
         if i >= driving.n_frames or (max_frames is not None and n_targets >= max_frames):
             break
-        if not is_target(i, k_max, step) or not driving.found[i]:
+        if not is_target(i, span, step) or not driving.found[i]:
             continue  # no real face to compare with: nothing to measure
         batch.append((face.extract(frame, crop), crop.to_crop(driving.points[i])))
         n_targets += 1
@@ -70,17 +106,13 @@ def evaluate_clip(
             on_frame()
     if batch:
         _score(batch, renderers, judge, series, real_opening)
-    return {s: _summary(series[s], real_opening) for s in setups if len(series[s])}
+    return {s: {**_summary(series[s], real_opening), **extras[s]} for s in setups if len(series[s])}
 
 
 def _source(clip: Path, frame: np.ndarray, crop: Crop, points: np.ndarray) -> SourceFace:
-    return SourceFace(clip, frame, crop, face.extract(frame, crop), crop.to_crop(points))
-
-
-def _prepared(factory: RendererFactory, setup: Setup, sources: list[SourceFace]):
-    renderer = factory.make(setup)
-    renderer.prepare(sources[: setup.shots])
-    return renderer
+    # Only the crop is kept (no paste-back here): memory is K crops, whatever the clip's resolution.
+    crop_image = face.extract(frame, crop)
+    return SourceFace(clip, crop_image, crop, crop_image, crop.to_crop(points))
 
 
 def _score(batch, renderers, judge: Judge, series: dict[Setup, Series], real_opening: list[float]) -> None:

@@ -92,6 +92,10 @@ class FinetuneSettings:
     contrast: float = 0.15
     saturation: float = 0.2
     seed: int = 0
+    # Sources G sees in one step: a random subset when K is larger. Each step re-encodes its (augmented)
+    # sources, so at K = 32 a step would cost 32 encoder passes; the flow's per-source confidences do not
+    # depend on K, and over 100 steps every source is still drawn about 25 times. Rendering uses all K.
+    step_sources: int = 8
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -149,7 +153,11 @@ def augment_step(
     """One training example: (K sources, target) → src (K,3,S,S) in [-1,1], src_pts, tgt (3,S,S), tgt_pts.
 
     x (K,3,S,S) in [0,1], pts (K,68,2). Flip and colour are shared; the target is a source, warped.
+    Past `st.step_sources` sources, a random subset of that many stands in for the K (see the settings).
     """
+    if x.shape[0] > st.step_sources:
+        pick = torch.randperm(x.shape[0], generator=gen)[: st.step_sources].to(x.device)
+        x, pts = x[pick], pts[pick]
     k = x.shape[0]
     dev = x.device
     r = torch.rand(7, generator=gen) * 2 - 1
