@@ -1,0 +1,125 @@
+"""Mouth interior: where the target's lips part further than the portrait's, paint the opening.
+
+A warp (the TPS engine, and the neural engine's flow) can only move the portrait's own pixels. A closed
+painted mouth has no interior to move, so lips pulled apart show stretched lip and skin: neither a
+viewer nor a landmark detector sees an open mouth (on a Mona Lisa driven by a talking clip, dlib found
+the output's mouth opening at 0.005 where the target asked for 0.10). Until the generator draws the
+interior itself, this stage paints it, as 2-D face animators do: the inner-lip polygon (points 60–67)
+is filled with a dark shade of the portrait's own lip colour, with an upper-teeth band once the gap is
+wide enough, and blended in by how much further the lips part than in the source. A portrait whose
+mouth is already open keeps its own interior up to its own gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from ..types import SourceFace
+from .base import Renderer
+
+INNER = list(range(60, 68))  # inner lip contour, iBUG 68 layout: 60 and 64 are the corners
+UPPER, LOWER = (61, 62, 63), (67, 66, 65)  # facing pairs across the inner lips
+OUTER_LIP = list(range(48, 60))
+SUPERSAMPLE = 4  # polygon anti-aliasing
+FADE_PX = 3.0  # the extra gap (crop px) over which the fill fades in, so a slight parting stays subtle
+TEETH_FROM = 0.15  # teeth show once the gap exceeds this share of the mouth's width
+SHADE = 0.22  # interior = lip colour × SHADE (keeps the hue: warm on a painting, pink on a photo)
+
+
+def inner_gap(points: np.ndarray) -> np.ndarray:
+    """(…, 68, 2) → (…,) mean distance between the facing inner-lip points, in the points' unit."""
+    p = np.asarray(points, np.float32)
+    return np.linalg.norm(p[..., UPPER, :] - p[..., LOWER, :], axis=-1).mean(-1)
+
+
+def _mouth_mask(points: np.ndarray, box: tuple[int, int, int, int], blur: float) -> np.ndarray:
+    """Soft mask (h, w) in [0, 1] of the inner-lip polygon inside `box` (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    canvas = Image.new("L", (w * SUPERSAMPLE, h * SUPERSAMPLE), 0)
+    poly = [((x - x0) * SUPERSAMPLE, (y - y0) * SUPERSAMPLE) for x, y in points[INNER]]
+    ImageDraw.Draw(canvas).polygon(poly, fill=255)
+    small = canvas.resize((w, h), Image.Resampling.BOX)
+    if blur > 0:
+        small = small.filter(ImageFilter.GaussianBlur(blur))
+    return np.asarray(small, np.float32) / 255.0
+
+
+def _lip_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Median colour under the outer-lip points (robust to a highlight or two)."""
+    s = frame.shape[0]
+    xy = np.clip(np.round(points[OUTER_LIP]).astype(int), 0, s - 1)
+    return np.median(frame[xy[:, 1], xy[:, 0]].astype(np.float32), axis=0)
+
+
+def _skin_light(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The face's light tone: 90th percentile of the colours between the eyes and the mouth (not the
+    whole crop, whose background, a sky or a landscape, would tint the teeth)."""
+    s = frame.shape[0]
+    x0, y0 = np.clip(np.floor(points[36:55].min(0)).astype(int), 0, s - 1)
+    x1, y1 = np.clip(np.ceil(points[36:55].max(0)).astype(int), 1, s)
+    patch = frame[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].reshape(-1, 3).astype(np.float32)
+    return np.percentile(patch, 90, axis=0)
+
+
+def paint_interior(frame: np.ndarray, target: np.ndarray, source_gap: float) -> np.ndarray:
+    """Paint the mouth interior of one (S, S, 3) uint8 crop posed by `target` (68, 2) crop px."""
+    extra = float(inner_gap(target)) - source_gap
+    alpha = float(np.clip(extra / FADE_PX, 0.0, 1.0))
+    if alpha <= 0.0:
+        return frame
+    s = frame.shape[0]
+    inner = target[INNER]
+    x0, y0 = np.floor(inner.min(0)).astype(int) - 3
+    x1, y1 = np.ceil(inner.max(0)).astype(int) + 4
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, s), min(y1, s)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return frame
+    width = float(np.linalg.norm(target[64] - target[60]))
+    gap = float(inner_gap(target))
+    mask = _mouth_mask(target, (x0, y0, x1, y1), blur=max(0.5, gap * 0.08)) * alpha
+    lip = _lip_colour(frame, target)
+    interior = np.empty((y1 - y0, x1 - x0, 3), np.float32)
+    interior[:] = lip * SHADE
+    if gap > TEETH_FROM * width:
+        # upper teeth: a light band just under the upper inner lip, tinted by the portrait's own light
+        # tones (ivory on a photo, yellowed on a varnished painting), fading downwards
+        face_light = _skin_light(frame, target)
+        teeth = 0.92 * (0.5 * face_light + 0.5 * np.array([250.0, 245.0, 235.0]))
+        upper_y = np.interp(np.arange(x0, x1), inner[[0, 1, 2, 3, 4], 0], inner[[0, 1, 2, 3, 4], 1])
+        depth = (np.arange(y0, y1)[:, None] - upper_y[None, :]) / max(gap, 1.0)  # 0 at the upper lip
+        band = 0.8 * np.clip(1.0 - (depth - 0.22) / 0.2, 0.0, 1.0)[..., None]
+        interior = band * teeth + (1.0 - band) * interior
+    out = frame.copy()
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(region * (1 - mask[..., None]) + interior * mask[..., None], 0, 255).astype(
+        np.uint8
+    )
+    return out
+
+
+class MouthFilled:
+    """A Renderer that paints the mouth interior onto another renderer's frames (see the module doc).
+
+    Everything else (size, `use_person`, …) is the wrapped renderer's."""
+
+    def __init__(self, inner: Renderer) -> None:
+        self.inner = inner
+        self.size = inner.size
+        self._source_gap = 0.0
+
+    def __getattr__(self, name: str):  # only called for attributes this wrapper lacks
+        return getattr(self.inner, name)
+
+    def prepare(self, sources: Sequence[SourceFace]) -> None:
+        self.inner.prepare(sources)
+        # the widest source gap: a portrait with an open mouth keeps its own interior up to that gap
+        self._source_gap = max(float(inner_gap(s.points)) for s in sources)
+
+    def render(self, targets: np.ndarray) -> np.ndarray:
+        frames = self.inner.render(targets)
+        pts = np.asarray(targets, np.float32)
+        return np.stack([paint_interior(f, p, self._source_gap) for f, p in zip(frames, pts, strict=True)])
