@@ -124,16 +124,16 @@ def animate(
     as_json: AsJson = False,
 ) -> None:
     """Animate SOURCE image(s) with a driving video into one MP4."""
+    from .persons import PersonPolicy
     from .pipeline import Pipeline, check_sources
     from .sources import gather
 
     config = _config(
         engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite
     )
-    if (finetune_steps or person) and engine != "neural":
-        raise typer.BadParameter("needs --engine neural", param_hint="--finetune-steps / --person")
-    if finetune_steps and person:
-        raise typer.BadParameter("give --person or --finetune-steps, not both", param_hint="--person")
+    policy = PersonPolicy(finetune_steps, person)
+    if problem := policy.problem(engine):
+        raise typer.BadParameter(problem, param_hint="--finetune-steps / --person")
     report = Reporter(quiet=quiet)
     with report.guard():
         sources = gather(sources, source_dir)
@@ -143,20 +143,9 @@ def animate(
         video.check_output(output, overwrite)
         pipeline = Pipeline(config)
         pipeline.load_renderer()
-        loaded = None
-        if person is not None:
-            from .training.finetune import use_person_file
-
-            use_person_file(pipeline.renderer, person)
+        policy.load(pipeline)  # a bad person file fails now, before the driver's analysis
         driving = report.analyse(pipeline, driver)
-        if finetune_steps is None and engine == "neural" and person is None:
-            from .training.finetune import default_steps
-
-            finetune_steps = default_steps(pipeline.device)
-        if finetune_steps:
-            from .training.finetune import finetune_pipeline
-
-            loaded = finetune_pipeline(pipeline, sources, finetune_steps, report.bar, report.info)
+        loaded = policy.apply(pipeline, sources, report.bar, report.info)
         with report.bar(
             "rendering", driving.n_frames if not max_frames else min(max_frames, driving.n_frames)
         ) as step:

@@ -67,10 +67,10 @@ class RendererFactory:
         renderer = self.make(setup)
         extra: dict[str, float] = {}
         if setup.variant == "fine-tuned":
-            from ..training.finetune import FinetuneSettings, person_for
+            from ..training.finetune import FinetuneSettings, apply_person, person_for
 
             person, hit = person_for(renderer, sources, FinetuneSettings(steps=self.finetune_steps))
-            renderer.use_person(person)  # type: ignore[attr-defined]
+            apply_person(renderer, person)
             # The seconds the tuning took when it ran (a cache hit keeps the card of that run).
             extra = {"finetune_seconds": float(person.card.get("seconds", float("nan"))),
                      "finetune_cached": float(hit)}  # fmt: skip

@@ -406,15 +406,19 @@ def finetune_renderer(
     on_step: Callable[[int], None] | None = None,
     mobilenet: str | None = None,
 ) -> Person:
-    """Fine-tune the renderer's model on these sources (D and the perceptual net are loaded for it)."""
-    _, nets, _ = load_weights(renderer.weights, renderer.device, parts=("D",))
+    """Fine-tune the renderer's model on these sources (D and the perceptual net are loaded for it).
+
+    E, G and D come fresh from the renderer's weights file: a renderer that already rendered another
+    person (a batch) has that person's tensors in its G, and tuning must start from the meta-learned ones.
+    """
+    _, nets, _ = load_weights(renderer.weights, renderer.device, parts=("E", "G", "D"))
     try:
         perc = load_mobilenet(find_mobilenet(mobilenet), renderer.device)
     except FileNotFoundError as exc:
         raise InputError(None, f"fine-tuning needs the perceptual network: {exc}") from None
     faces = renderer._to_model(np.stack([src.face for src in sources]))
     points = renderer._points(np.stack([src.points for src in sources]))
-    person = finetune(renderer.E, renderer.G, nets["D"], faces, points, settings, perc, on_step)
+    person = finetune(nets["E"], nets["G"], nets["D"], faces, points, settings, perc, on_step)
     person.card.update(
         weights_sha256=renderer.card["sha256"],
         weights_file=Path(renderer.weights).name,
@@ -459,10 +463,27 @@ class _nobar:
         return None
 
 
+def apply_person(renderer: NeuralRenderer, person: Person | None) -> None:
+    """Render with `person` (None: the meta-learned model). The G tensors an earlier person replaced go
+    back first, so one renderer can serve person after person (a batch) without mixing them."""
+    meta = getattr(renderer, "_meta_g", None)
+    own = renderer.G.state_dict()
+    if meta is None:  # the first person: keep what it replaces
+        meta = {n: v.detach().clone() for n, v in own.items() if n.startswith(TUNED_G)}
+        renderer._meta_g = meta  # type: ignore[attr-defined]
+    elif renderer.person is not None:
+        with torch.no_grad():
+            for name, value in meta.items():
+                own[name].copy_(value)
+        renderer.person = None
+    if person is not None:
+        renderer.use_person(person)
+
+
 def use_person_file(renderer: NeuralRenderer, path: Path) -> Person:
     """`--person`: load a person file, check it against the renderer's weights, and render with it."""
     person = load_person(path, renderer.G, renderer.card["sha256"])
-    renderer.use_person(person)
+    apply_person(renderer, person)
     return person
 
 
@@ -483,7 +504,7 @@ def finetune_pipeline(
     person, hit = person_for(pipeline.renderer, loaded, st, bar)
     if hit and info is not None:
         info(f"fine-tuning: {steps} steps on these sources were done before; using the cached result")
-    pipeline.renderer.use_person(person)
+    apply_person(pipeline.renderer, person)
     return loaded
 
 
@@ -494,6 +515,7 @@ def default_steps(device: str, table: dict[str, int] = DEFAULT_STEPS) -> int:
 __all__ = [
     "FinetuneSettings",
     "Person",
+    "apply_person",
     "cache_dir",
     "cache_key",
     "finetune",
