@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from animate_portrait import motion, video
 from animate_portrait.batch import Shard, output_names, shard_of
@@ -220,3 +221,39 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_partial_file(
     assert "Traceback" not in err
     assert not list(out.iterdir()), "partial or temp files left behind"
     assert len(workers) == 2 and not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+# --- several portraits per forward pass (--group) and torch threads (--threads) ---------------------------
+
+
+def test_group_renders_portraits_together_and_goes_on_after_a_bad_one(
+    tmp_path, motion_file: Path, astronaut_png: Path, capsys, monkeypatch
+):
+    from test_engines_neural import tiny_weights
+
+    tiny = tiny_weights(tmp_path)
+    portraits = _copies(tmp_path / "in", astronaut_png, ["a.png", "b.png", "c.png"])
+    bad = tmp_path / "in" / "notes.jpg"
+    bad.write_text("not an image")
+    neural = ["--engine", "neural", "--weights", tiny, *FAST]
+    outs = {}
+    for group in ("3", "1"):
+        out = outs[group] = tmp_path / f"out{group}"
+        args = ["batch", *portraits, bad, "--driver", motion_file, "--output-dir", out, "--group", group]
+        threads = torch.get_num_threads()
+        try:  # --threads without --jobs sets this process's torch threads: give them back after
+            ran = run_cli([*args, "--threads", "1", *neural], capsys, monkeypatch)
+            assert torch.get_num_threads() == 1
+        finally:
+            torch.set_num_threads(threads)
+        assert ran.code == 1, ran.err
+        lines = {Path(line["source"]).name: line for line in ran.json_lines()}
+        assert [lines[n]["status"] for n in ("a.png", "b.png", "c.png", "notes.jpg")] == ["ok"] * 3 + [
+            "error"
+        ]
+        assert "notes.jpg" in lines["notes.jpg"]["error"] and lines["a.png"]["frames"] == 3
+        assert not _temp_files(out)
+    for name in ("a", "b", "c"):
+        together = np.stack(list(video.read_frames(outs["3"] / f"{name}.mp4"))).astype(np.int16)
+        alone = np.stack(list(video.read_frames(outs["1"] / f"{name}.mp4"))).astype(np.int16)
+        assert together.shape == (3, 128, 128, 3) and np.abs(together - alone).mean() < 0.05

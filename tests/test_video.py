@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -184,3 +186,60 @@ def test_read_image_exif_alpha_and_errors(tmp_path, astronaut):
     half.write_bytes(half.read_bytes()[:2000])
     with pytest.raises(InputError, match="corrupt"):
         video.read_image(half)
+
+
+# --- background threads ----------------------------------------------------------------------------------
+
+
+def _threads(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == name and t.is_alive()]
+
+
+def test_background_queue_is_bounded_and_raises_the_threads_error():
+    made = []
+
+    def items():
+        for i in range(100):
+            made.append(i)
+            if i == 50:
+                raise InputError(Path("x.mp4"), "truncated or corrupt video")
+            yield i
+
+    got = video.in_background(items(), maxsize=4)
+    assert next(got) == 0
+    time.sleep(0.2)
+    assert len(made) <= 1 + 4 + 2, "the thread ran ahead of the queue's bound"  # taken, queued, in hand
+    with pytest.raises(InputError, match="truncated"):
+        rest = list(got)
+    assert not _threads("animate-portrait-reader")
+    rest = list(video.in_background(iter(range(5)), maxsize=2))
+    assert rest == [0, 1, 2, 3, 4]
+
+
+def test_stopping_a_read_early_ends_its_thread_and_ffmpeg(tmp_path, astronaut):
+    path = tmp_path / "v.mp4"
+    _write(path, astronaut, n=40)
+    frames = video.read_frames(path)
+    first = [next(frames) for _ in range(2)]
+    assert len(first) == 2 and _threads("animate-portrait-reader")
+    frames.close()
+    assert not _threads("animate-portrait-reader")
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+    if children.exists():  # Linux: no ffmpeg left running under us
+        pids = children.read_text().split()
+        assert not any(
+            b"ffmpeg" in Path(f"/proc/{p}/cmdline").read_bytes() for p in pids if Path(f"/proc/{p}").exists()
+        )
+
+
+def test_encoder_dying_mid_video_is_a_clear_error_and_leaves_no_file(tmp_path, astronaut):
+    out = tmp_path / "out.mp4"
+    frame = _frames(astronaut, 1, 128, 96)[0]
+    with pytest.raises(InputError, match="could not write the video"):
+        with video.VideoWriter(out, 25, (128, 96)) as w:
+            w.write(frame)
+            w._proc.kill()  # what a crashed ffmpeg (or a full disk) looks like from here
+            for _ in range(200):  # the thread notices at its next write; the error comes by the end
+                w.write(frame)
+    assert list(tmp_path.iterdir()) == []
+    assert not _threads("animate-portrait-writer")

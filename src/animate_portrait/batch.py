@@ -1,7 +1,8 @@
 """Many portraits, one driver: the driver is analysed once; a failing portrait does not stop the rest.
 
     portraits ─► dedupe ─► output names (over the whole list) ─► this shard ─► skip finished (--resume)
-              ─► analyse the driver once ─► render: in this process, or in N worker processes (--jobs N)
+              ─► analyse the driver once ─► render: in this process, or in N worker processes (--jobs N),
+                 or P portraits per forward pass (--group P; the default on CUDA, see group.py)
               ─► one line per portrait on stdout, in the order they finish
 
 `--shard i/n` keeps the portraits whose path hashes to i modulo n, so every machine of a cluster can take
@@ -29,11 +30,13 @@ from pathlib import Path
 from . import video
 from .console import EXIT_INTERRUPTED, Reporter
 from .errors import InputError
-from .pipeline import Pipeline
+from .group import PORTRAIT_ERRORS, animate_group
+from .pipeline import AnimateResult, Pipeline
 from .types import Motion, RenderConfig
 
-# What one bad portrait may raise; anything else is a bug and stops the batch (exit 3).
-PORTRAIT_ERRORS = (InputError, OSError, RuntimeError, ValueError)
+__all__ = ["PORTRAIT_ERRORS", "Shard", "output_names", "run_batch", "shard_of"]
+# Portraits per forward pass on CUDA when --group is not given: 8 × 8-frame chunks fill a batch of 64.
+GPU_GROUP = 8
 
 
 @dataclass(frozen=True)
@@ -104,8 +107,14 @@ def run_batch(
     shard: Shard | None = None,
     resume: bool = False,
     jobs: int = 1,
+    threads: int | None = None,
+    group: int | None = None,
 ) -> int:
-    """Animate each portrait; print one line (JSON with --json) per portrait; return how many failed."""
+    """Animate each portrait; print one line (JSON with --json) per portrait; return how many failed.
+
+    `threads`: torch threads per worker process (default: the cores shared out among the workers).
+    `group`: portraits per forward pass of the renderer (default: GPU_GROUP on CUDA, 1 elsewhere).
+    """
     if not portraits:
         raise InputError(None, "no portraits given (pass paths, or '-' to read them from stdin)")
     if output_dir.exists() and not output_dir.is_dir():
@@ -133,14 +142,22 @@ def run_batch(
         return 0
 
     pipeline = Pipeline(config)
+    if group is None:
+        group = GPU_GROUP if pipeline.device == "cuda" else 1
+    if threads is not None and (jobs <= 1 or len(todo) == 1):
+        import torch
+
+        torch.set_num_threads(threads)  # asked for; otherwise this process keeps torch's default
     pipeline.load_renderer()  # bad weights fail here, before a long driver analysis and before workers start
     driving = report.analyse(pipeline, driver)
     failed = 0
     with report.bar("portraits", len(todo)) as step:
-        if jobs <= 1 or len(todo) == 1:
+        if group > 1 and len(todo) > 1:
+            lines = _in_groups(pipeline, driving, todo, group)
+        elif jobs <= 1 or len(todo) == 1:
             lines = (_animate_one(pipeline, driving, portrait, output) for portrait, output in todo)
         else:
-            lines = _in_workers(config, driving, todo, jobs)
+            lines = _in_workers(config, driving, todo, jobs, threads)
         # closing(): on Ctrl-C the workers are stopped now, not whenever the generator is collected
         with closing(lines):
             for line in lines:
@@ -159,6 +176,19 @@ def _animate_one(pipeline: Pipeline, driving: Motion, portrait: Path, output: Pa
         # One bad portrait must not sink a batch of thousands: report it and go on.
         return _line(portrait, None, "error", time.perf_counter() - started, error=str(err))
     return _line(portrait, output, "ok", time.perf_counter() - started, frames=result.frames)
+
+
+def _in_groups(
+    pipeline: Pipeline, driving: Motion, todo: list[tuple[Path, Path]], size: int
+) -> Iterator[dict]:
+    """The lines of `todo`, rendered `size` portraits per forward pass (group.py)."""
+    for start in range(0, len(todo), size):
+        jobs = todo[start : start + size]
+        for (portrait, output), outcome in zip(jobs, animate_group(pipeline, jobs, driving), strict=True):
+            if isinstance(outcome, AnimateResult):
+                yield _line(portrait, output, "ok", outcome.seconds, frames=outcome.frames)
+            else:
+                yield _line(portrait, None, "error", 0.0, error=str(outcome))
 
 
 def _line(portrait: Path, output: Path | None, status: str, seconds: float, **more: object) -> dict:
@@ -186,7 +216,11 @@ _busy = False
 
 
 def _in_workers(
-    config: RenderConfig, driving: Motion, todo: list[tuple[Path, Path]], jobs: int
+    config: RenderConfig,
+    driving: Motion,
+    todo: list[tuple[Path, Path]],
+    jobs: int,
+    threads: int | None = None,
 ) -> Iterator[dict]:
     """Yield the lines of `todo` as the workers finish them. On Ctrl-C (or any error here) the workers are
     stopped first, each removing the temp file of the video it was writing, and then the error goes on."""
@@ -194,7 +228,7 @@ def _in_workers(
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     # N workers × torch's default of all cores each oversubscribes the CPU; on a busy 2-core machine we
     # measured 2 torch threads per process at ~8× the time of 1 while another job shared the machine.
-    threads = max(1, cores // workers)
+    threads = threads or max(1, cores // workers)
     # spawn, not fork: a forked torch (its thread pools, a CUDA context) is not safe to use.
     pool = ProcessPoolExecutor(
         max_workers=workers,

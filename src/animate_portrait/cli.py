@@ -210,6 +210,16 @@ def batch(
     jobs: Annotated[
         int, typer.Option(min=1, help="Worker processes, each rendering one portrait at a time (CPU).")
     ] = 1,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="Torch threads per worker process (default: the CPU cores / --jobs)."),
+    ] = None,
+    group: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Portraits per forward pass of the renderer (default: 8 on CUDA, 1 on a CPU)."
+        ),
+    ] = None,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -240,7 +250,17 @@ def batch(
     with report.guard():
         paths = _expand_stdin(portraits)
         failed = run_batch(
-            paths, driver, output_dir, config, report, as_json, shard=part, resume=resume, jobs=jobs
+            paths,
+            driver,
+            output_dir,
+            config,
+            report,
+            as_json,
+            shard=part,
+            resume=resume,
+            jobs=jobs,
+            threads=threads,
+            group=group,
         )
     if failed:
         raise typer.Exit(EXIT_INPUT)

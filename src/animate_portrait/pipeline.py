@@ -72,9 +72,12 @@ def _downscale(image: np.ndarray, max_side: int) -> np.ndarray:
 class Pipeline:
     """One configured set of stages: a landmark detector and a renderer, reused across portraits."""
 
-    def __init__(self, config: RenderConfig) -> None:
+    def __init__(self, config: RenderConfig, *, precision: str = "auto", compile: bool = False) -> None:
+        """`precision` and `compile` tune the neural engine's forward pass (see `get_renderer`)."""
         self.config = config
         self.device = resolve_device(config.device)
+        self.precision = precision
+        self.compile = compile
         self._detector: LandmarkDetector | None = None
         self._renderer: Renderer | None = None
 
@@ -88,7 +91,9 @@ class Pipeline:
     def renderer(self) -> Renderer:
         if self._renderer is None:
             cfg = self.config
-            self._renderer = get_renderer(cfg.engine, cfg.size, self.device, cfg.weights)
+            self._renderer = get_renderer(
+                cfg.engine, cfg.size, self.device, cfg.weights, precision=self.precision, compile=self.compile
+            )
         return self._renderer
 
     def load_renderer(self) -> None:
@@ -178,7 +183,7 @@ class Pipeline:
             width = height = self.config.size
         else:
             height, width = lead.image.shape[:2]
-        audio_from = self._audio_source(driving)
+        audio_from = self.audio_source(driving)
         frames = 0
         with video.VideoWriter(
             output, driving.fps, (width, height), audio_from=audio_from, overwrite=self.config.overwrite
@@ -201,7 +206,7 @@ class Pipeline:
             seconds=round(time.perf_counter() - started, 3),
         )
 
-    def _audio_source(self, driving: Motion) -> Path | None:
+    def audio_source(self, driving: Motion) -> Path | None:
         if not (self.config.audio and driving.has_audio and driving.source):
             return None
         path = Path(driving.source)

@@ -4,22 +4,27 @@ We call the bundled ffmpeg binary ourselves (`imageio_ffmpeg.get_ffmpeg_exe()`, 
 shell) instead of `imageio_ffmpeg.read_frames/write_frames`, because those generators hide ffmpeg's exit
 status and error log: a truncated driver would silently yield fewer frames, and a failed encode would leave
 a broken MP4 that we would then rename into place. Everything streams one frame at a time.
+
+Decoding and encoding run on background threads (pipe reads and writes release the GIL), so ffmpeg works
+while the caller tracks landmarks or renders. Both hand frames through bounded queues: memory stays flat
+in the video's length, and an error in a thread is raised in the caller as the same InputError.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import re
 import secrets
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, TypeVar
 
-import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -34,8 +39,72 @@ _DURATION_RE = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
 _ROTATION_RE = re.compile(r"rotation of (-?[\d.]+) degrees|rotate\s*:\s*(-?\d+)")
 
 
+# Frames held in a queue between a thread and the caller: enough to ride out a slow frame on either side,
+# capped in bytes so that a 4K portrait's queue stays at tens of MB.
+QUEUE_FRAMES = 16
+QUEUE_BYTES = 64 << 20
+
+T = TypeVar("T")
+
+
 def _ffmpeg() -> str:
+    import imageio_ffmpeg  # here, not at the top: a GPU bench of the renderer alone runs without it
+
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def queue_frames(frame_bytes: int) -> int:
+    """How many frames of `frame_bytes` a background queue holds: QUEUE_FRAMES, fewer for huge frames."""
+    return max(2, min(QUEUE_FRAMES, QUEUE_BYTES // max(1, frame_bytes)))
+
+
+_DONE = object()
+
+
+def in_background(items: Iterator[T], maxsize: int) -> Iterator[T]:
+    """Run the iterator `items` on a daemon thread, `maxsize` items ahead of the caller.
+
+    An exception raised in the thread is raised here, after the items before it. When the caller stops
+    early (break, an error, Ctrl-C), `items` is closed in its thread, so its own clean-up (killing ffmpeg)
+    runs before this generator returns.
+    """
+    box: queue.Queue = queue.Queue(maxsize)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    break
+                box.put((item, None))
+            else:
+                box.put((_DONE, None))
+        except BaseException as err:  # handed to the caller, which raises it as its own
+            box.put((_DONE, err))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=run, name="animate-portrait-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = box.get()
+            if err is not None:
+                raise err
+            if item is _DONE:
+                break
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a put() on a full queue until the thread has seen `stop`
+            try:
+                while True:
+                    box.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(timeout=0.05)
 
 
 def _require_file(path: Path) -> None:
@@ -120,10 +189,16 @@ def read_frames(path: Path, max_frames: int | None = None) -> Iterator[np.ndarra
     """Stream RGB uint8 frames; InputError when the file is not a decodable video or yields no frame.
 
     Errors in the middle of the file (a truncated download) are raised after the last good frame, so a
-    caller never mistakes a cut-off driver for a complete one.
+    caller never mistakes a cut-off driver for a complete one. A background thread reads up to
+    `queue_frames` frames ahead of the caller.
     """
     path = Path(path)
     info = probe(path)  # fails early, before any frame, for missing/non-video files
+    w, h = info.size
+    yield from in_background(_decode(path, info, max_frames), queue_frames(w * h * 3))
+
+
+def _decode(path: Path, info: VideoInfo, max_frames: int | None) -> Iterator[np.ndarray]:
     w, h = info.size
     nbytes = w * h * 3
     cmd = [_ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-an", "-sn"]
@@ -186,6 +261,7 @@ class VideoWriter:
     Frames go to a temp file beside `path` (same filesystem, so the final `os.replace` is atomic); any
     exception, KeyboardInterrupt included, kills ffmpeg and deletes the temp file. yuv420p needs even
     sizes, so an odd width/height is padded by one replicated pixel (the video is then 1 px larger).
+    `write` only queues the frame: a thread feeds ffmpeg, so encoding overlaps the caller's rendering.
     """
 
     def __init__(
@@ -210,6 +286,11 @@ class VideoWriter:
         self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp{self.path.suffix}")
         self._proc: subprocess.Popen[bytes] | None = None
         self._errlog: IO[bytes] | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(
+            queue_frames(self.out_size[0] * self.out_size[1] * 3)
+        )
+        self._thread: threading.Thread | None = None
+        self._broken = False  # set by the feeding thread when ffmpeg stopped reading (it exited)
 
     def _command(self) -> list[str]:
         w, h = self.out_size
@@ -229,21 +310,40 @@ class VideoWriter:
         self._proc = subprocess.Popen(
             self._command(), stdin=subprocess.PIPE, stderr=self._errlog, start_new_session=True
         )
+        self._thread = threading.Thread(target=self._feed, name="animate-portrait-writer", daemon=True)
+        self._thread.start()
         return self
 
+    def _feed(self) -> None:
+        """The writer thread: queued frames into ffmpeg's stdin until the None that ends the video."""
+        assert self._proc is not None and self._proc.stdin is not None
+        while (data := self._queue.get()) is not None:
+            if self._broken:
+                continue  # keep draining, so that a write() blocked on a full queue returns and sees it
+            try:
+                self._proc.stdin.write(data)
+            except (BrokenPipeError, ValueError, OSError):  # ffmpeg exited (or was killed on an abort)
+                self._broken = True
+
     def write(self, frame: np.ndarray) -> None:
-        """Append one RGB uint8 frame of exactly `size`."""
+        """Queue one RGB uint8 frame of exactly `size` for encoding."""
         w, h = self.size
         if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
             raise ValueError(f"expected a ({h}, {w}, 3) uint8 frame, got {frame.shape} {frame.dtype}")
         if self.out_size != self.size:
             frame = np.pad(frame, ((0, self.out_size[1] - h), (0, self.out_size[0] - w), (0, 0)), mode="edge")
-        assert self._proc is not None and self._proc.stdin is not None, "use VideoWriter inside `with`"
-        try:
-            self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
-        except BrokenPipeError:
-            raise InputError(self.path, f"could not write the video ({self._error()})") from None
+        assert self._thread is not None, "use VideoWriter inside `with`"
+        if self._broken:
+            raise InputError(self.path, f"could not write the video ({self._error()})")
+        # A copy (tobytes): the caller may reuse its array while this frame waits in the queue.
+        self._queue.put(np.ascontiguousarray(frame).tobytes())
         self.n_frames += 1
+
+    def _finish_feeding(self) -> None:
+        """Send the end marker and wait until the thread has written (or dropped) every queued frame."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
     def _error(self) -> str:
         assert self._errlog is not None
@@ -258,21 +358,26 @@ class VideoWriter:
         assert proc is not None and proc.stdin is not None
         try:
             if exc_type is None:
-                proc.stdin.close()
+                self._finish_feeding()
+                try:
+                    proc.stdin.close()  # flushes the last frames: ffmpeg may have exited by now
+                except (BrokenPipeError, ValueError):
+                    self._broken = True
                 rc = proc.wait()
-                if rc != 0:
+                if rc != 0 or self._broken:
                     raise InputError(self.path, f"could not write the video ({self._error()})")
                 if self.n_frames == 0:
                     raise InputError(self.path, "no frames to write")
                 os.replace(self.tmp, self.path)
         finally:
             if proc.poll() is None:
-                proc.kill()
+                proc.kill()  # first: a thread blocked writing into ffmpeg gets EPIPE and drains the rest
                 proc.wait()
+            self._finish_feeding()
             if proc.stdin and not proc.stdin.closed:
                 try:
                     proc.stdin.close()
-                except BrokenPipeError:
+                except (BrokenPipeError, ValueError):
                     pass
             if self._errlog is not None:
                 self._errlog.close()

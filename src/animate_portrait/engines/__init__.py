@@ -20,8 +20,19 @@ ENGINES = ("static", "warp", "neural")
 __all__ = ["ENGINES", "Renderer", "StaticRenderer", "WarpRenderer", "get_renderer"]
 
 
-def get_renderer(name: str, size: int, device: str = "cpu", weights: Path | None = None) -> Renderer:
-    """The renderer called `name`, working on size×size crops on `device` ("auto" picks CUDA if present)."""
+def get_renderer(
+    name: str,
+    size: int,
+    device: str = "cpu",
+    weights: Path | None = None,
+    *,
+    precision: str = "auto",
+    compile: bool = False,
+) -> Renderer:
+    """The renderer called `name`, working on size×size crops on `device` ("auto" picks CUDA if present).
+
+    `precision` (auto, fp32, fp16, bf16) and `compile` (torch.compile) tune the neural engine's forward
+    pass; the static and warp engines have no network, and ignore them."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "static":
@@ -33,5 +44,5 @@ def get_renderer(name: str, size: int, device: str = "cpu", weights: Path | None
             from .neural import NeuralRenderer
         except ImportError as exc:
             raise InputError(None, f"neural engine unavailable: {exc}") from None
-        return NeuralRenderer(size=size, device=device, weights=weights)
+        return NeuralRenderer(size=size, device=device, weights=weights, precision=precision, compile=compile)
     raise InputError(None, f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")

@@ -4,6 +4,11 @@
 ψ̂ = P·ê, and the generator's source features. `render` then only rasterises the target sketches and runs
 the per-frame part of G, in batches. The model works at the resolution it was trained at; other crop
 sizes are resampled on the way in and out.
+
+Several portraits can share one forward pass (`prepare_group` / `render_group`): their ψ̂ and source
+features are stacked along the batch, portrait-major, so a GPU sees batches of P portraits × t frames
+instead of one portrait's few frames. Every layer of G works per sample (instance norm, AdaIN,
+attention within one image), so a frame comes out the same whichever batch it rode in.
 """
 
 from __future__ import annotations
@@ -16,24 +21,59 @@ import torch
 import torch.nn.functional as F
 
 from ..models.blocks import rasterise_sketch, to_unit
+from ..models.generator import SourceState
 from ..types import SourceFace
 from ..weights import DEFAULT_WEIGHTS, load_weights
 from .base import check_sources, check_targets
 
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `precision` on `device`; None is plain fp32. `auto`: fp16 on CUDA, where
+    the tensor cores double the throughput and the output is 8-bit anyway; fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    return _DTYPES.get(precision)
+
 
 class NeuralRenderer:
-    """E + G from a verified weights file, on "cpu" (fp32) or "cuda" (fp16 autocast)."""
+    """E + G from a verified weights file, on "cpu" (fp32) or "cuda" (fp16 autocast, channels_last).
 
-    def __init__(self, size: int, device: str = "cpu", weights: Path | None = None, batch: int = 8) -> None:
+    `batch`: images per forward pass (default 8 on a CPU, where bigger batches only spill caches, 128 on
+    a GPU). `compile`: run G through torch.compile (minutes of warm-up, then faster kernels on a GPU).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        device: str = "cpu",
+        weights: Path | None = None,
+        batch: int | None = None,
+        precision: str = "auto",
+        channels_last: bool | None = None,
+        compile: bool = False,
+    ) -> None:
         self.size = size
         self.device = torch.device(device)
         self.weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
         self.cfg, nets, self.card = load_weights(self.weights, self.device, parts=("E", "G"))
         self.E, self.G = nets["E"], nets["G"]
         self.model_size = self.cfg.size
-        self.batch = batch
-        self._state = None
+        self.batch = batch if batch is not None else (128 if self.device.type == "cuda" else 8)
+        self.dtype = autocast_dtype(precision, self.device)
+        self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
+        if self.channels_last:
+            # NHWC lets cuDNN use the tensor cores without transposing every conv's input
+            self.G.to(memory_format=torch.channels_last)
+        self._g = torch.compile(self.G, dynamic=False) if compile else self.G
+        self._state: SourceState | None = None
         self._psi: torch.Tensor | None = None
+        self._group: tuple[torch.Tensor, SourceState] | None = None  # ψ̂ (P, n) and sources (P, K, …)
+        self._expanded: tuple[int, torch.Tensor, SourceState] | None = None  # the group, t frames each
         self.person = None  # a fine-tuned person (training/finetune.py): ψ′ replaces P·ê
 
     def use_person(self, person) -> None:
@@ -57,34 +97,96 @@ class NeuralRenderer:
         p = torch.as_tensor(points, dtype=torch.float32, device=self.device)
         return (p + 0.5) * (self.model_size / self.size) - 0.5
 
+    def _encode(self, groups: Sequence[Sequence[SourceFace]]) -> tuple[torch.Tensor, SourceState]:
+        """ψ̂ (P, n_psi) and G's source state (P, K, …) for P portraits of K sources each."""
+        for sources in groups:
+            check_sources(sources, self.size)
+        if len({len(sources) for sources in groups}) != 1:
+            raise ValueError("portraits rendered together need the same number of sources each")
+        s = self.model_size
+        p, k = len(groups), len(groups[0])
+        faces = np.stack([src.face for sources in groups for src in sources])
+        x = self._to_model(faces).unflatten(0, (p, k))  # (P, K, 3, S, S)
+        pts = self._points(np.stack([src.points for sources in groups for src in sources]))
+        y = rasterise_sketch(pts, s).unflatten(0, (p, k))
+        pts = pts.unflatten(0, (p, k))
+        psi = self.G.psi(self.E(x, y))  # ψ̂ = P·ê, ê the mean of E over each portrait's K sources
+        return psi, self.G.encode_sources(x, y, to_unit(pts, s))
+
     @torch.inference_mode()
     def prepare(self, sources: Sequence[SourceFace]) -> None:
-        check_sources(sources, self.size)
-        s = self.model_size
-        x = self._to_model(np.stack([src.face for src in sources]))[None]  # (1, K, 3, S, S)
-        pts = self._points(np.stack([src.points for src in sources]))[None]  # (1, K, 68, 2)
-        y = rasterise_sketch(pts[0], s)[None]
-        e_hat = self.E(x, y)  # ê: mean of E over the K sources
-        self._psi = self.G.psi(e_hat)  # ψ̂ = P·ê
+        self._psi, self._state = self._encode([sources])
         if self.person is not None:
             self._psi = self.person.psi.to(self.device, self._psi.dtype)  # ψ′, fine-tuned (paper §3.3)
-        self._state = self.G.encode_sources(x, y, to_unit(pts, s))
+
+    @torch.inference_mode()
+    def prepare_group(self, groups: Sequence[Sequence[SourceFace]]) -> None:
+        """Several portraits (each its K sources) for `render_group`."""
+        if self.person is not None:
+            raise ValueError("a fine-tuned person renders alone, not in a group")
+        self._group = self._encode(groups)
+        self._expanded = None
+
+    def _forward(self, pts: torch.Tensor, psi: torch.Tensor, state: SourceState) -> np.ndarray:
+        """G's per-frame part for (N, 68, 2) model-pixel targets → (N, size, size, 3) uint8."""
+        s = self.model_size
+        y = rasterise_sketch(pts, s)
+        if self.channels_last:
+            y = y.contiguous(memory_format=torch.channels_last)
+        enabled = self.dtype is not None
+        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=enabled):
+            out, _ = self._g(y, to_unit(pts, s), psi, state)
+        out = out.float()
+        if self.size != s:
+            out = F.interpolate(out, size=(self.size, self.size), mode="bilinear", antialias=True)
+        img = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        return img.permute(0, 2, 3, 1).cpu().numpy()
 
     @torch.inference_mode()
     def render(self, targets: np.ndarray) -> np.ndarray:
         if self._state is None or self._psi is None:
             raise RuntimeError("call prepare() before render()")
         targets = check_targets(targets)
-        s = self.model_size
-        outs = []
-        for i in range(0, len(targets), self.batch):
-            pts = self._points(targets[i : i + self.batch])
-            y = rasterise_sketch(pts, s)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
-                out, _ = self.G(y, to_unit(pts, s), self._psi, self._state)
-            out = out.float()
-            if self.size != s:
-                out = F.interpolate(out, size=(self.size, self.size), mode="bilinear", antialias=True)
-            img = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-            outs.append(img.permute(0, 2, 3, 1).cpu().numpy())
+        outs = [
+            self._forward(self._points(targets[i : i + self.batch]), self._psi, self._state)
+            for i in range(0, len(targets), self.batch)
+        ]
         return np.concatenate(outs) if outs else np.zeros((0, self.size, self.size, 3), np.uint8)
+
+    @torch.inference_mode()
+    def render_group(self, targets: np.ndarray) -> np.ndarray:
+        """(P, T, 68, 2) targets, each portrait's own → (P, T, size, size, 3) uint8 crops.
+
+        One forward pass takes t = batch // P frames of every portrait (at least one each)."""
+        if self._group is None:
+            raise RuntimeError("call prepare_group() before render_group()")
+        psi, state = self._group
+        p = psi.shape[0]
+        targets = np.asarray(targets, np.float32)
+        if targets.ndim != 4 or targets.shape[0] != p:
+            raise ValueError(f"expected ({p}, T, 68, 2) target landmarks, got {targets.shape}")
+        n = targets.shape[1]
+        step = max(1, self.batch // p)
+        out = np.zeros((p, n, self.size, self.size, 3), np.uint8)
+        for i in range(0, n, step):
+            chunk = check_targets(targets[:, i : i + step].reshape(-1, *targets.shape[2:]))
+            t = chunk.shape[0] // p
+            psi_t, state_t = self._repeat(t)
+            frames = self._forward(self._points(chunk), psi_t, state_t)
+            out[:, i : i + t] = frames.reshape(p, t, *frames.shape[1:])
+        return out
+
+    def _repeat(self, t: int) -> tuple[torch.Tensor, SourceState]:
+        """The group's ψ̂ and sources, each portrait's repeated for its t frames (kept for the next chunk)."""
+        if self._expanded is None or self._expanded[0] != t:
+            assert self._group is not None
+            psi, st = self._group
+
+            def rep(x: torch.Tensor) -> torch.Tensor:
+                return x.repeat_interleave(t, dim=0)
+
+            state = SourceState(
+                rep(st.img), rep(st.img_q), rep(st.sketch_q), [rep(f) for f in st.feats], rep(st.points)
+            )
+            self._expanded = (t, rep(psi), state)
+        return self._expanded[1], self._expanded[2]

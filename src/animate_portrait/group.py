@@ -1,0 +1,149 @@
+"""Several portraits, one driver, one forward pass: `batch --group N` on a GPU.
+
+    P portraits ─► sources ─┐
+    driver chunk ─► retarget onto each ─► Renderer.render_group (P × t frames at once) ─► paste back
+                 ─► P VideoWriters (each its own encoder thread and ffmpeg)
+
+A GPU renders one portrait's 8-frame chunk far below its capacity; stacking the portraits of a group
+along the batch fills it. On a CPU processes (`--jobs`) are faster, so batch uses this only when asked
+or on CUDA. A portrait that fails (no face, an unwritable output) fails alone, as in the per-portrait
+path; an error in the shared forward pass fails the group's remaining portraits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import face, motion, video
+from .errors import InputError
+from .pipeline import RENDER_BATCH, AnimateResult, Pipeline
+from .types import Motion, SourceFace
+
+# What one bad portrait may raise; anything else is a bug and stops the batch (exit 3).
+PORTRAIT_ERRORS = (InputError, OSError, RuntimeError, ValueError)
+
+Outcome = AnimateResult | Exception
+
+
+def render_group(pipeline: Pipeline, leads: Sequence[SourceFace], targets: np.ndarray) -> np.ndarray:
+    """(P, t, 68, 2) targets → (P, t, size, size, 3) crops: in one pass where the renderer can, else
+    portrait by portrait (static and warp: their `prepare` is a copy, so re-preparing costs nothing)."""
+    renderer = pipeline.renderer
+    if hasattr(renderer, "render_group"):
+        return renderer.render_group(targets)
+    out = []
+    for lead, own in zip(leads, targets, strict=True):
+        renderer.prepare([lead])
+        out.append(renderer.render(own))
+    return np.stack(out)
+
+
+def animate_group(pipeline: Pipeline, jobs: Sequence[tuple[Path, Path]], driving: Motion) -> list[Outcome]:
+    """Animate each (portrait, output) of `jobs` with `driving`, together; an outcome per job, in order.
+
+    Each result's `seconds` is the group's wall time: its portraits were rendered together.
+    """
+    started = time.perf_counter()
+    config = pipeline.config
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    leads: dict[int, SourceFace] = {}
+    for i, (portrait, output) in enumerate(jobs):
+        try:
+            video.check_output(output, config.overwrite)
+            leads[i] = pipeline.load_sources([portrait])[0]
+        except PORTRAIT_ERRORS as err:
+            outcomes[i] = err
+    if leads and hasattr(pipeline.renderer, "prepare_group"):
+        try:
+            pipeline.renderer.prepare_group([[lead] for lead in leads.values()])
+        except PORTRAIT_ERRORS as err:
+            outcomes = [err if i in leads else o for i, o in enumerate(outcomes)]
+            leads = {}
+    writers: dict[int, video.VideoWriter] = {}
+    try:
+        for i, lead in leads.items():
+            try:
+                writers[i] = _open(pipeline, jobs[i][1], lead, driving)
+            except PORTRAIT_ERRORS as err:
+                outcomes[i] = err
+        order = [i for i in leads if i in writers]
+        try:
+            for crops in _chunks(pipeline, [leads[i] for i in order], driving):
+                for i, own in zip(order, crops, strict=True):
+                    if i in writers:
+                        _write(writers, outcomes, i, own, leads[i], config.crop_only)
+        except PORTRAIT_ERRORS as err:  # the shared forward pass failed: so did every open portrait
+            for i in list(writers):
+                outcomes[i] = err
+                _abort(writers.pop(i), err)
+        for i in list(writers):
+            writer = writers.pop(i)
+            try:
+                writer.__exit__(None, None, None)
+            except PORTRAIT_ERRORS as err:
+                outcomes[i] = err
+                continue
+            outcomes[i] = _result(jobs[i][1], leads[i], writer, driving, started)
+    except BaseException as err:
+        for writer in writers.values():  # Ctrl-C or a bug: no partial file for any portrait
+            _abort(writer, err)
+        raise
+    return [o if o is not None else RuntimeError("not rendered") for o in outcomes]
+
+
+def _chunks(pipeline: Pipeline, leads: list[SourceFace], driving: Motion):
+    """(P, t, size, size, 3) crops per chunk of t driver frames, retargeted onto each portrait."""
+    config = pipeline.config
+    points = driving.points[: config.max_frames] if config.max_frames else driving.points
+    batch = RENDER_BATCH
+    for start in range(0, len(points), batch):
+        # Retargeted against the driver's first frame, chunk by chunk, as Pipeline.render_frames does
+        chunk = points[start : start + batch]
+        targets = np.stack(
+            [
+                motion.retarget(lead.points, chunk, relative=config.relative, reference=points[0])
+                for lead in leads
+            ]
+        )
+        yield render_group(pipeline, leads, targets)
+
+
+def _open(pipeline: Pipeline, output: Path, lead: SourceFace, driving: Motion) -> video.VideoWriter:
+    config = pipeline.config
+    height, width = (config.size, config.size) if config.crop_only else lead.image.shape[:2]
+    audio_from = pipeline.audio_source(driving)
+    writer = video.VideoWriter(output, driving.fps, (width, height), audio_from, config.overwrite)
+    return writer.__enter__()
+
+
+def _write(writers, outcomes, i: int, crops: np.ndarray, lead: SourceFace, crop_only: bool) -> None:
+    try:
+        for crop in crops:
+            writers[i].write(crop if crop_only else face.paste_back(lead.image, crop, lead.crop))
+    except PORTRAIT_ERRORS as err:  # this portrait's encoder failed; the others go on
+        outcomes[i] = err
+        _abort(writers.pop(i), err)
+
+
+def _abort(writer: video.VideoWriter, err: BaseException) -> None:
+    """Close a writer as if `err` had been raised inside its `with`: ffmpeg killed, temp file removed."""
+    writer.__exit__(type(err), err, err.__traceback__)
+
+
+def _result(output: Path, lead: SourceFace, writer: video.VideoWriter, driving: Motion, started: float):
+    return AnimateResult(
+        source=str(lead.path),
+        output=str(output),
+        frames=writer.n_frames,
+        fps=driving.fps,
+        width=writer.size[0],
+        height=writer.size[1],
+        audio=writer.audio_from is not None,
+        driver_frames_filled=driving.n_filled,
+        faces_in_portrait=lead.n_faces,
+        seconds=round(time.perf_counter() - started, 3),
+    )
