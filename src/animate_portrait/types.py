@@ -125,3 +125,4 @@ class RenderConfig:
     max_frames: int | None = None
     weights: Path | None = None
     overwrite: bool = False
+    finetune_steps: int = 0  # neural engine, batch: fine-tune on each portrait first (persons.py)
