@@ -170,3 +170,19 @@ def test_finetune_steps_need_the_neural_engine(capsys, monkeypatch, driver: Driv
     )
     assert ran.code == 2
     assert "neural" in ran.err
+
+
+def test_jobs_give_the_same_numbers_as_one_process(tmp_path: Path, driver: Driver):
+    import shutil
+
+    from animate_portrait.evaluation import RendererFactory, run_evaluation
+
+    second = shutil.copy(driver.path, tmp_path / "again.mp4")
+    clips = [driver.path, Path(second), tmp_path / "no_such.mp4"]
+    setups = [Setup("warp", 1)]
+    kw = {"max_frames": 3, "step": 2, "span": 4}
+    one = run_evaluation(clips, setups, RendererFactory(128, "cpu"), **kw).to_dict()
+    two = run_evaluation(clips, setups, RendererFactory(128, "cpu"), jobs=2, **kw).to_dict()
+    assert one["self_reenactment"] == two["self_reenactment"]
+    assert [s["clip"] for s in two["skipped"]] == [str(tmp_path / "no_such.mp4")]
+    assert two["self_reenactment"]["rows"][0]["n"] == 2

@@ -77,3 +77,29 @@ def test_one_renderer_serves_person_after_person(tiny: Path, sources):
     torch.testing.assert_close(again.psi, bert.psi)
     for key, value in bert.g.items():
         torch.testing.assert_close(again.g[key], value)
+
+
+def test_batch_fine_tunes_each_portrait_once(
+    tmp_path: Path, tiny: Path, astronaut, driver, capsys, monkeypatch
+):
+    """`batch --finetune-steps`: one tuning per portrait, and a rerun takes them all from the cache."""
+    from PIL import Image
+
+    from cli_helpers import run_cli
+
+    portraits = []
+    for name, image in (("a", astronaut), ("b", astronaut[:, ::-1])):
+        portraits.append(tmp_path / f"{name}.png")
+        Image.fromarray(np.ascontiguousarray(image)).save(portraits[-1])
+    args = ["batch", *portraits, "--driver", driver.path, "--output-dir", tmp_path / "out", "--engine",
+            "neural", "--weights", tiny, "--size", 64, "--device", "cpu", "--max-frames", 2, "--crop-only",
+            "--finetune-steps", 2, "--json"]  # fmt: skip
+    runs = ft.RUNS["runs"]
+    ran = run_cli(args, capsys, monkeypatch)
+    assert ran.code == 0, ran.err
+    assert ft.RUNS["runs"] == runs + 2
+    ran = run_cli([*args, "--overwrite"], capsys, monkeypatch)
+    assert ran.code == 0, ran.err
+    assert ft.RUNS["runs"] == runs + 2  # the per-person cache answered
+    bad = run_cli([*args[:7], "--finetune-steps", 2], capsys, monkeypatch)  # warp engine
+    assert bad.code == 2 and "neural" in bad.err

@@ -125,6 +125,14 @@ def evaluate(
     size: Annotated[int, typer.Option(help="Working resolution of the face crop.")] = 256,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
     weights: Annotated[Path | None, typer.Option(help="Weights file for the neural engine.")] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Self-reenactment: clips evaluated in N worker processes at once, each with the CPU "
+            "cores ÷ N torch threads.",
+        ),
+    ] = 1,
     json_out: JsonOut = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -151,7 +159,7 @@ def evaluate(
         with report.bar("evaluating", n_items) as step:
             results = run_evaluation(
                 clips, setups, factory, portraits, drivers, max_frames, frame_step,
-                on_item=lambda: step(1), span=source_span,
+                on_item=lambda: step(1), span=source_span, jobs=jobs,
             )  # fmt: skip
         print_tables(results)
         if json_out is not None:

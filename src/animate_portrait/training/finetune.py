@@ -94,8 +94,8 @@ class FinetuneSettings:
     seed: int = 0
     # Sources G sees in one step: a random subset when K is larger. Each step re-encodes its (augmented)
     # sources, so at K = 32 a step would cost 32 encoder passes; the flow's per-source confidences do not
-    # depend on K, and over 100 steps every source is still drawn about 25 times. Rendering uses all K.
-    step_sources: int = 8
+    # depend on K, and over 100 steps each of 32 sources is still drawn about 12 times. Rendering uses all K.
+    step_sources: int = 4
 
     def to_dict(self) -> dict:
         return asdict(self)
