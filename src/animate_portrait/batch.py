@@ -144,6 +144,8 @@ def run_batch(
     pipeline = Pipeline(config)
     if group is None:
         group = GPU_GROUP if pipeline.device == "cuda" else 1
+    if config.finetune_steps:
+        group = 1  # each portrait is fine-tuned and renders as its own person (persons.py)
     if threads is not None and (jobs <= 1 or len(todo) == 1):
         import torch
 
@@ -171,7 +173,10 @@ def _animate_one(pipeline: Pipeline, driving: Motion, portrait: Path, output: Pa
     """One portrait into one line of results; the errors of one bad portrait become its line."""
     started = time.perf_counter()
     try:
-        result = pipeline.animate([portrait], driving, output)
+        from .persons import PersonPolicy  # fine-tuned per portrait (cached) when asked, else the model
+
+        loaded = PersonPolicy(pipeline.config.finetune_steps).apply(pipeline, [portrait])
+        result = pipeline.animate([portrait], driving, output, loaded=loaded)
     except PORTRAIT_ERRORS as err:
         # One bad portrait must not sink a batch of thousands: report it and go on.
         return _line(portrait, None, "error", time.perf_counter() - started, error=str(err))

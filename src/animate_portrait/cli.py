@@ -207,6 +207,14 @@ def batch(
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
     overwrite: Overwrite = False,
+    finetune_steps: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Neural engine: fine-tune on each portrait for N steps first (cached per portrait, so a "
+            "rerun or --resume does not redo it). Default 0: off, whatever the device.",
+        ),
+    ] = 0,
     jobs: Annotated[
         int, typer.Option(min=1, help="Worker processes, each rendering one portrait at a time (CPU).")
     ] = 1,
@@ -235,11 +243,16 @@ def batch(
     as_json: AsJson = False,
 ) -> None:
     """Animate many portraits with one driver, analysed once. A failed portrait does not stop the others."""
+    from dataclasses import replace
+
     from .batch import Shard, run_batch
 
     config = _config(
         engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite
     )
+    if finetune_steps and engine != "neural":
+        raise typer.BadParameter("needs --engine neural", param_hint="--finetune-steps")
+    config = replace(config, finetune_steps=finetune_steps)
     if resume and overwrite:
         raise typer.BadParameter("--resume keeps finished outputs, --overwrite replaces them: pick one")
     try:
