@@ -103,3 +103,22 @@ def test_batch_fine_tunes_each_portrait_once(
     assert ft.RUNS["runs"] == runs + 2  # the per-person cache answered
     bad = run_cli([*args[:7], "--finetune-steps", 2], capsys, monkeypatch)  # warp engine
     assert bad.code == 2 and "neural" in bad.err
+
+
+def test_a_wrapped_renderer_gets_the_person_on_the_neural_one(tiny: Path, sources):
+    """Wrappers (e.g. a mouth painter holding the renderer as `inner`) must not hide the person's state."""
+
+    class Wrapper:
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str):
+            return getattr(self.inner, name)
+
+    anna = ft.finetune_renderer(_fresh_renderer(tiny), sources, FAST)
+    neural = _fresh_renderer(tiny)
+    wrapped = Wrapper(neural)
+    ft.apply_person(wrapped, anna)
+    assert neural.person is anna
+    ft.apply_person(wrapped, None)
+    assert neural.person is None and "person" not in vars(wrapped)

@@ -466,6 +466,8 @@ class _nobar:
 def apply_person(renderer: NeuralRenderer, person: Person | None) -> None:
     """Render with `person` (None: the meta-learned model). The G tensors an earlier person replaced go
     back first, so one renderer can serve person after person (a batch) without mixing them."""
+    while "inner" in vars(renderer):  # a wrapper (engines/mouth.py) around the neural renderer
+        renderer = renderer.inner
     meta = getattr(renderer, "_meta_g", None)
     own = renderer.G.state_dict()
     if meta is None:  # the first person: keep what it replaces
