@@ -139,3 +139,17 @@ def test_group_misuse_is_a_clear_error(tiny, leads, targets) -> None:
     renderer.prepare_group([[lead] for lead in leads[:2]])
     with pytest.raises(ValueError, match=r"\(2, T, 68, 2\)"):
         renderer.render_group(targets)
+
+
+def test_the_mouth_painter_paints_each_portrait_of_a_group_as_alone(tiny, leads, targets) -> None:
+    from animate_portrait.engines.mouth import MouthFilled
+
+    painted = MouthFilled(NeuralRenderer(SIZE, "cpu", tiny))
+    assert painted.groups
+    one_by_one = alone(painted, leads, targets).astype(np.int16)
+    painted.prepare_group([[lead] for lead in leads])
+    together = painted.render_group(targets).astype(np.int16)
+    assert np.abs(together - one_by_one).max() <= 1
+    plain = NeuralRenderer(SIZE, "cpu", tiny)
+    plain.prepare_group([[lead] for lead in leads])
+    assert np.abs(plain.render_group(targets).astype(np.int16) - together).max() > 10  # it did paint

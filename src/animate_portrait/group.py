@@ -30,10 +30,11 @@ Outcome = AnimateResult | Exception
 
 
 def render_group(pipeline: Pipeline, leads: Sequence[SourceFace], targets: np.ndarray) -> np.ndarray:
-    """(P, t, 68, 2) targets → (P, t, size, size, 3) crops: in one pass where the renderer can, else
-    portrait by portrait (static and warp: their `prepare` is a copy, so re-preparing costs nothing)."""
+    """(P, t, 68, 2) targets → (P, t, size, size, 3) crops: in one pass where the renderer can (it says
+    so with `groups = True`, as the neural engine does), else portrait by portrait (static and warp:
+    their `prepare` is a copy, so preparing again for every chunk costs nothing)."""
     renderer = pipeline.renderer
-    if hasattr(renderer, "render_group"):
+    if getattr(renderer, "groups", False):
         return renderer.render_group(targets)
     out = []
     for lead, own in zip(leads, targets, strict=True):
@@ -57,7 +58,7 @@ def animate_group(pipeline: Pipeline, jobs: Sequence[tuple[Path, Path]], driving
             leads[i] = pipeline.load_sources([portrait])[0]
         except PORTRAIT_ERRORS as err:
             outcomes[i] = err
-    if leads and hasattr(pipeline.renderer, "prepare_group"):
+    if leads and getattr(pipeline.renderer, "groups", False):
         try:
             pipeline.renderer.prepare_group([[lead] for lead in leads.values()])
         except PORTRAIT_ERRORS as err:

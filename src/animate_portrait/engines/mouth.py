@@ -123,3 +123,18 @@ class MouthFilled:
         frames = self.inner.render(targets)
         pts = np.asarray(targets, np.float32)
         return np.stack([paint_interior(f, p, self._source_gap) for f, p in zip(frames, pts, strict=True)])
+
+    # Several portraits per forward pass (group.py), when the wrapped renderer has them (`groups`).
+    def prepare_group(self, groups: Sequence[Sequence[SourceFace]]) -> None:
+        self.inner.prepare_group(groups)
+        self._group_gaps = [max(float(inner_gap(s.points)) for s in sources) for sources in groups]
+
+    def render_group(self, targets: np.ndarray) -> np.ndarray:
+        frames = self.inner.render_group(targets)
+        pts = np.asarray(targets, np.float32)
+        return np.stack(
+            [
+                [paint_interior(f, p, gap) for f, p in zip(own, own_pts, strict=True)]
+                for own, own_pts, gap in zip(frames, pts, self._group_gaps, strict=True)
+            ]
+        )

@@ -47,6 +47,8 @@ class NeuralRenderer:
     a GPU). `compile`: run G through torch.compile (minutes of warm-up, then faster kernels on a GPU).
     """
 
+    groups = True  # several portraits per forward pass: prepare_group / render_group (group.py)
+
     def __init__(
         self,
         size: int,
