@@ -12,6 +12,7 @@ from PIL import Image
 
 from animate_portrait import motion
 from animate_portrait.engines import Renderer, StaticRenderer, WarpRenderer, get_renderer
+from animate_portrait.engines.mouth import MouthFilled
 from animate_portrait.engines.warp import eval_tps, fit_tps
 from animate_portrait.errors import InputError
 from animate_portrait.types import Crop, SourceFace
@@ -53,8 +54,11 @@ def other(source: SourceFace) -> SourceFace:
 
 def test_registry() -> None:
     assert isinstance(get_renderer("static", SIZE, "cpu", None), StaticRenderer)
-    warp = get_renderer("warp", SIZE, "auto", None)
+    warp = get_renderer("warp", SIZE, "auto", None, mouth=False)
     assert isinstance(warp, WarpRenderer) and isinstance(warp, Renderer)
+    filled = get_renderer("warp", SIZE, "auto", None)  # the default paints the mouth interior
+    assert isinstance(filled, MouthFilled) and isinstance(filled.inner, WarpRenderer)
+    assert isinstance(filled, Renderer)
     with pytest.raises(InputError, match="unknown engine"):
         get_renderer("magic", SIZE, "cpu", None)
 

@@ -92,7 +92,13 @@ class Pipeline:
         if self._renderer is None:
             cfg = self.config
             self._renderer = get_renderer(
-                cfg.engine, cfg.size, self.device, cfg.weights, precision=self.precision, compile=self.compile
+                cfg.engine,
+                cfg.size,
+                self.device,
+                cfg.weights,
+                precision=self.precision,
+                compile=self.compile,
+                mouth=cfg.mouth,
             )
         return self._renderer
 

@@ -126,3 +126,4 @@ class RenderConfig:
     weights: Path | None = None
     overwrite: bool = False
     finetune_steps: int = 0  # neural engine, batch: fine-tune on each portrait first (persons.py)
+    mouth: bool = True  # paint the mouth interior where the lips part (engines/mouth.py)

@@ -28,21 +28,32 @@ def get_renderer(
     *,
     precision: str = "auto",
     compile: bool = False,
+    mouth: bool = True,
 ) -> Renderer:
     """The renderer called `name`, working on size×size crops on `device` ("auto" picks CUDA if present).
 
     `precision` (auto, fp32, fp16, bf16) and `compile` (torch.compile) tune the neural engine's forward
-    pass; the static and warp engines have no network, and ignore them."""
+    pass; the static and warp engines have no network, and ignore them. `mouth` paints the mouth interior
+    where the lips part further than the portrait's (see engines/mouth.py) on the engines that move."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "static":
         return StaticRenderer(size)
     if name == "warp":
-        return WarpRenderer(size, device)
+        return _with_mouth(WarpRenderer(size, device), mouth)
     if name == "neural":
         try:
             from .neural import NeuralRenderer
         except ImportError as exc:
             raise InputError(None, f"neural engine unavailable: {exc}") from None
-        return NeuralRenderer(size=size, device=device, weights=weights, precision=precision, compile=compile)
+        neural = NeuralRenderer(
+            size=size, device=device, weights=weights, precision=precision, compile=compile
+        )
+        return _with_mouth(neural, mouth)
     raise InputError(None, f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+
+
+def _with_mouth(renderer: Renderer, mouth: bool) -> Renderer:
+    from .mouth import MouthFilled
+
+    return MouthFilled(renderer) if mouth else renderer
