@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
@@ -37,6 +37,8 @@ from .types import Motion, RenderConfig
 __all__ = ["PORTRAIT_ERRORS", "Shard", "output_names", "run_batch", "shard_of"]
 # Portraits per forward pass on CUDA when --group is not given: 8 × 8-frame chunks fill a batch of 64.
 GPU_GROUP = 8
+# --- executor hook (--ray; ray_executor.py): renders `todo` elsewhere and yields the same lines ---
+Executor = Callable[[RenderConfig, Motion, list[tuple[Path, Path]]], Iterator[dict]]
 
 
 @dataclass(frozen=True)
@@ -109,11 +111,13 @@ def run_batch(
     jobs: int = 1,
     threads: int | None = None,
     group: int | None = None,
+    executor: Executor | None = None,
 ) -> int:
     """Animate each portrait; print one line (JSON with --json) per portrait; return how many failed.
 
     `threads`: torch threads per worker process (default: the cores shared out among the workers).
     `group`: portraits per forward pass of the renderer (default: GPU_GROUP on CUDA, 1 elsewhere).
+    `executor`: renders the portraits instead of this process or its workers (--ray: ray_executor.py).
     """
     if not portraits:
         raise InputError(None, "no portraits given (pass paths, or '-' to read them from stdin)")
@@ -154,7 +158,9 @@ def run_batch(
     driving = report.analyse(pipeline, driver)
     failed = 0
     with report.bar("portraits", len(todo)) as step:
-        if group > 1 and len(todo) > 1:
+        if executor is not None:  # executor hook: --ray
+            lines = executor(config, driving, todo)
+        elif group > 1 and len(todo) > 1:
             lines = _in_groups(pipeline, driving, todo, group)
         elif jobs <= 1 or len(todo) == 1:
             lines = (_animate_one(pipeline, driving, portrait, output) for portrait, output in todo)

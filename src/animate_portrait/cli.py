@@ -6,6 +6,7 @@ Exit codes: 0 ok · 1 bad input · 2 usage · 3 internal fault · 130 interrupte
 from __future__ import annotations
 
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -228,6 +229,19 @@ def batch(
             min=1, help="Portraits per forward pass of the renderer (default: 8 on CUDA, 1 on a CPU)."
         ),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="auto|HOST:PORT",
+            help="Render on a Ray cluster, one task per portrait (pip install 'animate-portrait[ray]'): "
+            "auto joins the running one or starts a local one. Needs a shared filesystem.",
+        ),
+    ] = None,
+    ray_gpus: Annotated[
+        float,
+        typer.Option(min=0, help="With --ray: GPUs per task where the cluster has GPUs (0: CPUs only)."),
+    ] = 0.25,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -259,22 +273,26 @@ def batch(
         part = None if shard is None else Shard.parse(shard)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--shard") from None
+    if ray is not None and (jobs > 1 or (group or 1) > 1):
+        raise typer.BadParameter("renders one portrait per task: drop --jobs/--group", param_hint="--ray")
     report = Reporter(quiet=quiet)
     with report.guard():
         paths = _expand_stdin(portraits)
-        failed = run_batch(
-            paths,
-            driver,
-            output_dir,
-            config,
-            report,
-            as_json,
-            shard=part,
-            resume=resume,
-            jobs=jobs,
-            threads=threads,
-            group=group,
-        )
+        with _cluster(ray, ray_gpus, threads or 1, report) as executor:
+            failed = run_batch(
+                paths,
+                driver,
+                output_dir,
+                config,
+                report,
+                as_json,
+                shard=part,
+                resume=resume,
+                jobs=jobs,
+                threads=threads,
+                group=group,
+                executor=executor,
+            )
     if failed:
         raise typer.Exit(EXIT_INPUT)
 
@@ -307,6 +325,15 @@ def demo(
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+def _cluster(address: str | None, gpus: float, cpus: int, report: Reporter) -> AbstractContextManager:
+    """--ray's executor (checked now, joined when there is work), or nothing: this machine renders."""
+    if address is None:
+        return nullcontext()
+    from .ray_executor import RayExecutor
+
+    return RayExecutor(address, gpus_per_task=gpus, cpus_per_task=cpus, info=report.info)
 
 
 def _expand_stdin(items: list[str]) -> list[Path]:

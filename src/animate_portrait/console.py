@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import InputError
@@ -30,8 +31,8 @@ DEBUG = os.environ.get("ANIMATE_PORTRAIT_DEBUG") == "1"
 
 
 def fail(message: str) -> None:
-    """One line on stderr, no traceback."""
-    stderr.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """One line on stderr, no traceback. escape(): a `[word]` in a path or a hint is text, not rich markup."""
+    stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 class Reporter:
@@ -43,7 +44,7 @@ class Reporter:
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            stderr.print(message, soft_wrap=True)
+            stderr.print(escape(message), soft_wrap=True)
 
     @contextmanager
     def guard(self) -> Iterator[None]:
