@@ -53,6 +53,15 @@ def test_without_ray_installed_ray_is_a_one_line_error(tmp_path):
     assert ran.stdout == "" and not out.exists()
 
 
+def test_batch_without_ray_does_not_import_ray():
+    code = (
+        "import sys; from animate_portrait import batch, cli; cli._register_optional_commands(); "
+        "assert 'ray' not in sys.modules and 'animate_portrait.ray_executor' not in sys.modules"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+
+
 @pytest.mark.parametrize("extra", [["--jobs", "2"], ["--group", "4"]])
 def test_ray_with_jobs_or_group_is_a_usage_error(extra, tmp_path, capsys, monkeypatch):
     args = ["batch", "x.png", "--driver", "d.npz", "--output-dir", tmp_path, "--ray", "auto", *extra]
