@@ -234,7 +234,7 @@ def batch(
         typer.Option(
             "--ray",
             metavar="auto|HOST:PORT",
-            help="Render on a Ray cluster, one task per portrait (pip install 'animate-portrait[ray]'): "
+            help="Render on a Ray cluster, one task per portrait (pip install 'animate-portrait\\[ray]'): "
             "auto joins the running one or starts a local one. Needs a shared filesystem.",
         ),
     ] = None,
