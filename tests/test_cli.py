@@ -188,3 +188,32 @@ def test_progress_bar_on_a_terminal(tmp_path, driver: Driver, astronaut_png: Pat
     assert proc.wait(timeout=120) == 0
     shown = b"".join(chunks).decode("utf-8", "replace")
     assert "rendering" in shown and "fr/s" in shown
+
+
+def test_mouth_interior_is_painted_unless_no_mouth(
+    tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch
+):
+    """The talking driver opens the astronaut's closed mouth: by default the opening is painted dark,
+    in a small region only; --no-mouth leaves the warp's stretched lips."""
+    outputs = {}
+    for flag in ("--mouth", "--no-mouth"):
+        out = tmp_path / f"{flag.strip('-')}.mp4"
+        args = [
+            astronaut_png,
+            "--driver",
+            driver.path,
+            "-o",
+            out,
+            "--crop-only",
+            "--no-audio",
+            "--size",
+            "128",
+        ]
+        ran = run_cli([*args, "--max-frames", "12", flag, "-q"], capsys, monkeypatch)
+        assert ran.code == 0, ran.err
+        outputs[flag] = np.stack(list(video.read_frames(out))).astype(np.float32)
+    filled, plain = outputs["--mouth"], outputs["--no-mouth"]
+    changed = np.abs(filled - plain).max(-1) > 30  # (T, H, W)
+    assert changed.any()
+    assert changed.mean() < 0.02  # the mouth only, not the face
+    assert filled.mean(-1)[changed].mean() < plain.mean(-1)[changed].mean() - 20  # darker there

@@ -42,13 +42,23 @@ CropOnly = Annotated[bool, typer.Option(help="Write the aligned face crop instea
 MaxFrames = Annotated[int | None, typer.Option(help="Stop after this many driver frames.")]
 NoAudio = Annotated[bool, typer.Option("--no-audio", help="Do not copy the driver's audio.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing output file.")]
+Mouth = Annotated[
+    bool,
+    typer.Option(
+        "--mouth/--no-mouth",
+        help="Paint the mouth interior (dark, with upper teeth) where the lips part further than the "
+        "portrait's: a closed painted mouth has none to move.",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no messages.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 
 DEFAULT_ENGINE = "warp"
 
 
-def _config(engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite):
+def _config(
+    engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite, mouth=True
+):
     if engine not in ("neural", "warp", "static"):
         raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
     if landmarks not in ("dlib", "fan"):
@@ -66,6 +76,7 @@ def _config(engine, size, device, weights, landmarks, relative, crop_only, max_f
         max_frames=max_frames,
         weights=weights,
         overwrite=overwrite,
+        mouth=mouth,
     )
 
 
@@ -105,6 +116,7 @@ def animate(
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
     overwrite: Overwrite = False,
+    mouth: Mouth = True,
     finetune_steps: Annotated[
         int | None,
         typer.Option(
@@ -130,7 +142,7 @@ def animate(
     from .sources import gather
 
     config = _config(
-        engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite
+        engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite, mouth
     )
     policy = PersonPolicy(finetune_steps, person)
     if problem := policy.problem(engine):
@@ -208,6 +220,7 @@ def batch(
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
     overwrite: Overwrite = False,
+    mouth: Mouth = True,
     finetune_steps: Annotated[
         int,
         typer.Option(
@@ -262,7 +275,7 @@ def batch(
     from .batch import Shard, run_batch
 
     config = _config(
-        engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite
+        engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite, mouth
     )
     if finetune_steps and engine != "neural":
         raise typer.BadParameter("needs --engine neural", param_hint="--finetune-steps")
