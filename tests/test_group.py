@@ -113,3 +113,15 @@ def test_a_failed_forward_pass_fails_the_group_alone(tmp_path, tiny, portraits, 
     assert [str(o) for o in outcomes] == ["CUDA out of memory"] * 2
     assert list(out.iterdir()) == []
     shutil.rmtree(out)
+
+
+def test_a_group_of_bad_portraits_is_errors_only(tmp_path, tiny, driving) -> None:
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    out.mkdir()
+    outcomes = animate_group(
+        Pipeline(_config(tiny)), [(bad, out / "a.mp4"), (tmp_path / "gone.png", out / "b.mp4")], driving
+    )
+    assert [type(o).__name__ for o in outcomes] == ["InputError", "InputError"]
+    assert list(out.iterdir()) == []

@@ -150,6 +150,8 @@ def run_batch(
         group = GPU_GROUP if pipeline.device == "cuda" else 1
     if config.finetune_steps:
         group = 1  # each portrait is fine-tuned and renders as its own person (persons.py)
+    if group > 1 and jobs > 1 and executor is None:
+        report.info(f"--group {group}: portraits share forward passes in this process; --jobs is not used")
     if threads is not None and (jobs <= 1 or len(todo) == 1):
         import torch
 

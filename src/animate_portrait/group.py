@@ -73,7 +73,7 @@ def animate_group(pipeline: Pipeline, jobs: Sequence[tuple[Path, Path]], driving
                 outcomes[i] = err
         order = [i for i in leads if i in writers]
         try:
-            for crops in _chunks(pipeline, [leads[i] for i in order], driving):
+            for crops in _chunks(pipeline, [leads[i] for i in order], driving) if order else ():
                 for i, own in zip(order, crops, strict=True):
                     if i in writers:
                         _write(writers, outcomes, i, own, leads[i], config.crop_only)
