@@ -7,16 +7,19 @@ the output's mouth opening at 0.005 where the target asked for 0.10). Until the 
 interior itself, this stage paints it, as 2-D face animators do: the inner-lip polygon (points 60–67)
 is filled with a dark shade of the portrait's own lip colour, with an upper-teeth band once the gap is
 wide enough, and blended in by how much further the lips part than in the source. A portrait whose
-mouth is already open keeps its own interior up to its own gap.
+mouth is already open (a smile with teeth) keeps its own interior: moved with the upper lip, as upper
+teeth are, with the dark opening below it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..motion import _similarity  # least-squares 2-D similarity on complex points
 from ..types import SourceFace
 from .base import Renderer
 
@@ -26,6 +29,7 @@ OUTER_LIP = list(range(48, 60))
 SUPERSAMPLE = 4  # polygon anti-aliasing
 FADE_PX = 3.0  # the extra gap (crop px) over which the fill fades in, so a slight parting stays subtle
 TEETH_FROM = 0.15  # teeth show once the gap exceeds this share of the mouth's width
+OWN_INTERIOR_PX = 2.0  # a source gap this wide (crop px) shows its own interior: teeth to keep
 SHADE = 0.22  # interior = lip colour × SHADE (keeps the hue: warm on a painting, pink on a photo)
 
 
@@ -65,10 +69,51 @@ def _skin_light(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.percentile(patch, 90, axis=0)
 
 
-def paint_interior(frame: np.ndarray, target: np.ndarray, source_gap: float) -> np.ndarray:
+@dataclass(frozen=True)
+class MouthSource:
+    """The source whose mouth is the most open (its crop and landmarks): its own interior, teeth
+    included, is what an opening shows first."""
+
+    face: np.ndarray  # (S, S, 3) uint8
+    points: np.ndarray  # (68, 2) crop px
+    gap: float
+
+    @classmethod
+    def widest(cls, sources: Sequence[SourceFace]) -> MouthSource:
+        best = max(sources, key=lambda src: float(inner_gap(src.points)))
+        return cls(best.face, np.asarray(best.points, np.float32), float(inner_gap(best.points)))
+
+
+def _own_interior(
+    source: MouthSource, target: np.ndarray, box: tuple[int, int, int, int], blur: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The source's own mouth interior (pixels, soft mask) moved with the target's upper lip.
+
+    Upper teeth are fixed to the skull, so they follow the upper lip, not the stretched gap: a
+    similarity from the source's upper inner lip (60–64) to the target's carries them; the warp instead
+    stretches them over the whole opening."""
+    x0, y0, x1, y1 = box
+    upper = [60, 61, 62, 63, 64]
+    src = source.points[upper, 0] + 1j * source.points[upper, 1]
+    dst = target[upper, 0] + 1j * target[upper, 1]
+    a, b = _similarity(src.astype(np.complex128), dst.astype(np.complex128))
+    inv = 1.0 / a
+    p, q = inv.real, inv.imag
+    ox, oy = x0 - b.real, y0 - b.imag
+    coeffs = (p, -q, p * ox - q * oy, q, p, q * ox + p * oy)  # output box pixel -> source crop pixel
+    pixels = Image.fromarray(source.face).transform(
+        (x1 - x0, y1 - y0), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR
+    )
+    moved = source.points.copy()
+    z = a * (moved[:, 0] + 1j * moved[:, 1]) + b
+    moved[:, 0], moved[:, 1] = z.real, z.imag
+    return np.asarray(pixels, np.float32), _mouth_mask(moved, box, blur)
+
+
+def paint_interior(frame: np.ndarray, target: np.ndarray, source: MouthSource) -> np.ndarray:
     """Paint the mouth interior of one (S, S, 3) uint8 crop posed by `target` (68, 2) crop px."""
-    extra = float(inner_gap(target)) - source_gap
-    alpha = float(np.clip(extra / FADE_PX, 0.0, 1.0))
+    gap = float(inner_gap(target))
+    alpha = float(np.clip((gap - source.gap) / FADE_PX, 0.0, 1.0))
     if alpha <= 0.0:
         return frame
     s = frame.shape[0]
@@ -78,13 +123,17 @@ def paint_interior(frame: np.ndarray, target: np.ndarray, source_gap: float) -> 
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, s), min(y1, s)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return frame
+    box = (x0, y0, x1, y1)
     width = float(np.linalg.norm(target[64] - target[60]))
-    gap = float(inner_gap(target))
-    mask = _mouth_mask(target, (x0, y0, x1, y1), blur=max(0.5, gap * 0.08)) * alpha
-    lip = _lip_colour(frame, target)
+    blur = max(0.5, gap * 0.08)
+    mask = _mouth_mask(target, box, blur) * alpha
     interior = np.empty((y1 - y0, x1 - x0, 3), np.float32)
-    interior[:] = lip * SHADE
-    if gap > TEETH_FROM * width:
+    interior[:] = _lip_colour(frame, target) * SHADE
+    if source.gap >= OWN_INTERIOR_PX:
+        # the portrait shows its own interior (teeth): keep it under the upper lip, dark below it
+        own, own_mask = _own_interior(source, target, box, blur)
+        interior = own_mask[..., None] * own + (1.0 - own_mask[..., None]) * interior
+    elif gap > TEETH_FROM * width:
         # upper teeth: a light band just under the upper inner lip, tinted by the portrait's own light
         # tones (ivory on a photo, yellowed on a varnished painting), fading downwards
         face_light = _skin_light(frame, target)
@@ -95,9 +144,8 @@ def paint_interior(frame: np.ndarray, target: np.ndarray, source_gap: float) -> 
         interior = band * teeth + (1.0 - band) * interior
     out = frame.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(region * (1 - mask[..., None]) + interior * mask[..., None], 0, 255).astype(
-        np.uint8
-    )
+    blended = region * (1 - mask[..., None]) + interior * mask[..., None]
+    out[y0:y1, x0:x1] = np.clip(blended, 0, 255).astype(np.uint8)
     return out
 
 
@@ -109,32 +157,33 @@ class MouthFilled:
     def __init__(self, inner: Renderer) -> None:
         self.inner = inner
         self.size = inner.size
-        self._source_gap = 0.0
+        self._source: MouthSource | None = None
 
     def __getattr__(self, name: str):  # only called for attributes this wrapper lacks
         return getattr(self.inner, name)
 
     def prepare(self, sources: Sequence[SourceFace]) -> None:
         self.inner.prepare(sources)
-        # the widest source gap: a portrait with an open mouth keeps its own interior up to that gap
-        self._source_gap = max(float(inner_gap(s.points)) for s in sources)
+        self._source = MouthSource.widest(sources)
 
     def render(self, targets: np.ndarray) -> np.ndarray:
         frames = self.inner.render(targets)
         pts = np.asarray(targets, np.float32)
-        return np.stack([paint_interior(f, p, self._source_gap) for f, p in zip(frames, pts, strict=True)])
+        if self._source is None:
+            raise RuntimeError("render() before prepare()")
+        return np.stack([paint_interior(f, p, self._source) for f, p in zip(frames, pts, strict=True)])
 
     # Several portraits per forward pass (group.py), when the wrapped renderer has them (`groups`).
     def prepare_group(self, groups: Sequence[Sequence[SourceFace]]) -> None:
         self.inner.prepare_group(groups)
-        self._group_gaps = [max(float(inner_gap(s.points)) for s in sources) for sources in groups]
+        self._group_sources = [MouthSource.widest(sources) for sources in groups]
 
     def render_group(self, targets: np.ndarray) -> np.ndarray:
         frames = self.inner.render_group(targets)
         pts = np.asarray(targets, np.float32)
         return np.stack(
             [
-                [paint_interior(f, p, gap) for f, p in zip(own, own_pts, strict=True)]
-                for own, own_pts, gap in zip(frames, pts, self._group_gaps, strict=True)
+                [paint_interior(f, p, source) for f, p in zip(own, own_pts, strict=True)]
+                for own, own_pts, source in zip(frames, pts, self._group_sources, strict=True)
             ]
         )
