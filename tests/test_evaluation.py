@@ -186,3 +186,12 @@ def test_jobs_give_the_same_numbers_as_one_process(tmp_path: Path, driver: Drive
     assert one["self_reenactment"] == two["self_reenactment"]
     assert [s["clip"] for s in two["skipped"]] == [str(tmp_path / "no_such.mp4")]
     assert two["self_reenactment"]["rows"][0]["n"] == 2
+
+
+def test_the_mouth_painter_is_evaluated_as_animate_uses_it_unless_no_mouth() -> None:
+    from animate_portrait.engines.mouth import MouthFilled
+    from animate_portrait.engines.warp import WarpRenderer
+    from animate_portrait.evaluation.common import RendererFactory
+
+    assert isinstance(RendererFactory(128, "cpu").make(Setup("warp")), MouthFilled)
+    assert isinstance(RendererFactory(128, "cpu", mouth=False).make(Setup("warp")), WarpRenderer)

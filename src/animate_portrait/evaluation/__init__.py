@@ -133,6 +133,10 @@ def evaluate(
             "cores ÷ N torch threads.",
         ),
     ] = 1,
+    mouth: Annotated[
+        bool,
+        typer.Option("--mouth/--no-mouth", help="Paint the mouth interior, as animate does by default."),
+    ] = True,
     json_out: JsonOut = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -154,7 +158,7 @@ def evaluate(
             check_sources(portraits)
         if drivers:
             check_sources(drivers)
-        factory = RendererFactory(size, resolve_device(device), weights, finetune_steps)
+        factory = RendererFactory(size, resolve_device(device), weights, finetune_steps, mouth)
         n_items = len(clips) + len(portraits or []) * len(drivers or clips) * len({s.engine for s in setups})
         with report.bar("evaluating", n_items) as step:
             results = run_evaluation(

@@ -51,6 +51,7 @@ class RendererFactory:
     device: str
     weights: Path | None = None
     finetune_steps: int = 0
+    mouth: bool = True  # paint the mouth interior (engines/mouth.py), as `animate` does by default
 
     def make(self, setup: Setup) -> Renderer:
         from ..engines import get_renderer
@@ -59,7 +60,7 @@ class RendererFactory:
             raise ValueError(f"unknown variant {setup.variant!r}")
         if setup.variant == "fine-tuned" and setup.engine != "neural":
             raise ValueError(f"only the neural engine can be fine-tuned, not {setup.engine!r}")
-        return get_renderer(setup.engine, self.size, self.device, self.weights)
+        return get_renderer(setup.engine, self.size, self.device, self.weights, mouth=self.mouth)
 
     def prepared(self, setup: Setup, sources: list[SourceFace]) -> tuple[Renderer, dict[str, float]]:
         """A renderer ready for `setup` on its K sources (fine-tuned first when the setup says so), and

@@ -56,6 +56,7 @@ def run_evaluation(
         "source_span": span,
         "jobs": jobs,
         "finetune_steps": factory.finetune_steps,
+        "mouth": factory.mouth,
         "size": factory.size,
         "device": factory.device,
         "weights": None if factory.weights is None else str(factory.weights),
@@ -159,7 +160,9 @@ def _cross(portraits, drivers, engines, factory, judge, max_frames, step, skippe
     from .cross_reenactment import evaluate_pair, subsample
 
     section = Section("cross_reenactment", CROSS_COLUMNS)
-    config = RenderConfig(size=factory.size, device=factory.device, weights=factory.weights, crop_only=True)
+    config = RenderConfig(
+        size=factory.size, device=factory.device, weights=factory.weights, crop_only=True, mouth=factory.mouth
+    )
     pipelines = {e: Pipeline(RenderConfig(**{**config.__dict__, "engine": e})) for e in engines}
     loader = Pipeline(config)
     sources, motions = {}, {}
