@@ -1,9 +1,10 @@
 """Figures for the README, made only from material this repository may ship.
 
-    python scripts/make_figures.py            # writes docs/engines.png
+    python scripts/make_figures.py            # writes docs/engines.png and docs/demo_strip.png
 
-Rows: the target landmark sketch, then each engine's face crop, for frames of the shipped demo motion
-driving NASA's public-domain astronaut portrait.
+engines.png: rows are the target landmark sketch, then each engine's face crop, for frames of the shipped
+demo motion driving NASA's public-domain astronaut portrait. demo_strip.png: the same frames of
+`animate-portrait demo` (the default engine, pasted back into the whole picture).
 """
 
 from __future__ import annotations
@@ -38,5 +39,16 @@ def main(out: Path = Path("docs/engines.png")) -> None:
     print(f"wrote {out}: rows = sketch, {', '.join(ENGINES)}")
 
 
+def demo_strip(out: Path = Path("docs/demo_strip.png"), side: int = 200) -> None:
+    pipeline = Pipeline(RenderConfig(device="cpu"))
+    source = pipeline.load_source(demo_portrait_path())
+    driving = pipeline.analyse(demo_motion_path())
+    frames = [f for i, f in enumerate(pipeline.render_frames([source], driving)) if i in FRAMES]
+    tiles = [np.asarray(Image.fromarray(f).resize((side, side), Image.LANCZOS)) for f in frames]
+    Image.fromarray(np.concatenate(tiles, axis=1)).save(out, optimize=True)
+    print(f"wrote {out}: frames {FRAMES} of the demo")
+
+
 if __name__ == "__main__":
     main()
+    demo_strip()
