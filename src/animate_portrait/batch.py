@@ -259,6 +259,8 @@ def _in_workers(
                 yield _line(futures[future], None, "error", 0.0, error=f"worker process died ({err})")
     except BaseException:
         _stop_workers(pool, futures)
+        # a worker that did not clean up within its 15 s (a loaded machine) was killed: its temp file stays
+        video.sweep_temp_files(output for _, output in todo)
         raise
     pool.shutdown(wait=True)
 

@@ -17,7 +17,6 @@ memory). A portrait's InputError is permanent: it is its error line at once, nev
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from .console import DEBUG
 from .errors import InputError
 from .pipeline import Pipeline
 from .types import Motion, RenderConfig
+from .video import sweep_temp_files
 
 INSTALL_HINT = "pip install 'animate-portrait[ray]'"
 RETRIES = 2  # tries after the first, for a dead worker or a TRANSIENT error
@@ -104,7 +104,7 @@ class RayExecutor:
             _cancel(ray, list(pending))
             raise
         finally:
-            _sweep_temp_files([output for _, output in todo])
+            sweep_temp_files([output for _, output in todo])
 
     def _connect(self) -> None:
         _raylet_messages_to_stderr(self.ray)
@@ -239,21 +239,3 @@ def _cancel(ray: ModuleType, refs: list) -> None:
         ray.cancel(ref)
     if refs:
         ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT_S)
-
-
-def _sweep_temp_files(outputs: list[Path]) -> None:
-    """Delete the temp files (`.NAME.<hex>.tmp.mp4`, see video.VideoWriter) that a killed worker left
-    beside these outputs; a retry wrote its own. Runs after the batch's tasks ended: none is being written.
-    One listing per folder, not one per output: a folder of a shared filesystem may hold thousands."""
-    by_folder: dict[Path, set[str]] = {}
-    for output in outputs:
-        by_folder.setdefault(output.parent, set()).add(output.name)
-    for folder, names in by_folder.items():
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            parts = entry.name[1:].rsplit(".", 3)  # NAME, hex, "tmp", suffix
-            if entry.name.startswith(".") and len(parts) == 4 and parts[2] == "tmp" and parts[0] in names:
-                Path(entry.path).unlink(missing_ok=True)

@@ -19,7 +19,7 @@ import secrets
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -310,8 +310,15 @@ class VideoWriter:
         self._proc = subprocess.Popen(
             self._command(), stdin=subprocess.PIPE, stderr=self._errlog, start_new_session=True
         )
-        self._thread = threading.Thread(target=self._feed, name="animate-portrait-writer", daemon=True)
-        self._thread.start()
+        try:
+            self._thread = threading.Thread(target=self._feed, name="animate-portrait-writer", daemon=True)
+            self._thread.start()
+        except BaseException:  # a Ctrl-C here: `with` never calls __exit__, so clean up now
+            self._proc.kill()
+            self._proc.wait()
+            self._errlog.close()
+            self.tmp.unlink(missing_ok=True)
+            raise
         return self
 
     def _feed(self) -> None:
@@ -382,3 +389,22 @@ class VideoWriter:
             if self._errlog is not None:
                 self._errlog.close()
             self.tmp.unlink(missing_ok=True)
+
+
+def sweep_temp_files(outputs: Iterable[Path]) -> None:
+    """Delete the temp files (`.NAME.<hex>.tmp.mp4`, see VideoWriter) that a killed worker left beside
+    these outputs (a Ray retry writes its own; a worker stopped on Ctrl-C may be killed mid-clean-up).
+    Call it only once the batch's workers have ended: none of these files is being written then.
+    One listing per folder, not one per output: a folder of a shared filesystem may hold thousands."""
+    by_folder: dict[Path, set[str]] = {}
+    for output in outputs:
+        by_folder.setdefault(output.parent, set()).add(output.name)
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            parts = entry.name[1:].rsplit(".", 3)  # NAME, hex, "tmp", suffix
+            if entry.name.startswith(".") and len(parts) == 4 and parts[2] == "tmp" and parts[0] in names:
+                Path(entry.path).unlink(missing_ok=True)
