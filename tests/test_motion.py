@@ -193,7 +193,7 @@ def test_retarget_follows_head_translation_rotation_scale() -> None:
     out = motion.retarget(src, moved)
     np.testing.assert_allclose(out[1], src + ratio * np.array([10, -4]), atol=1e-2)
     # rotation/scale of the driver about its centre: the source turns by the same angle and grows
-    a, _ = motion._similarity(motion._complex(src), motion._complex(out[2]))
+    a, _ = motion.similarity(motion._complex(src), motion._complex(out[2]))
     assert abs(a) == pytest.approx(1.2, rel=1e-3)
     assert np.rad2deg(np.angle(a)) == pytest.approx(15, abs=0.1)
 
@@ -212,7 +212,7 @@ def test_retarget_absolute_uses_driver_shape() -> None:
     driver = np.stack([similar(FACE, 0.7, -5, (40, 10)), open_mouth(similar(FACE, 0.75, 0, (45, 10)), 6)])
     out = motion.retarget(src, driver, relative=False)
     for t in range(2):
-        a, b = motion._similarity(motion._complex(driver[t]), motion._complex(out[t]))
+        a, b = motion.similarity(motion._complex(driver[t]), motion._complex(out[t]))
         residual = np.abs(a * motion._complex(driver[t]) + b - motion._complex(out[t]))
         assert residual.max() < 1e-3
     # placed on the portrait: the stable points of frame 0 land close to the portrait's

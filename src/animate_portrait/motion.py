@@ -182,7 +182,7 @@ def _complex(points: np.ndarray) -> np.ndarray:
     return points[..., 0].astype(np.float64) + 1j * points[..., 1].astype(np.float64)
 
 
-def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares 2D similarity dst ≈ a·src + b over the last axis, with a, b complex (Umeyama 1991
     in 2D). Closed form in numpy, vectorised over frames: simpler than a torch/kornia round trip."""
     ms, md = src.mean(-1, keepdims=True), dst.mean(-1, keepdims=True)
@@ -232,10 +232,10 @@ def retarget(
         raise ValueError(f"expected source (68, 2) and driver (T, 68, 2), got {source.shape}, {driver.shape}")
     s, d = _complex(source), _complex(driver)
     d0 = d[0] if reference is None else _complex(np.asarray(reference, np.float32))
-    r_a, r_b = _similarity(d0[STABLE], s[STABLE])
+    r_a, r_b = similarity(d0[STABLE], s[STABLE])
     if not relative:
         return _points(r_a * d + r_b)
-    a, b = _similarity(d0[STABLE], d[:, STABLE])  # (T,) each
+    a, b = similarity(d0[STABLE], d[:, STABLE])  # (T,) each
     expression = (d - b[:, None]) / a[:, None] - d0
     eye_line = s[42:48].mean() - s[36:42].mean()
     down = 1j * eye_line / max(abs(eye_line), 1e-6)  # perpendicular to the eyes, towards the mouth

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..motion import _similarity  # least-squares 2-D similarity on complex points
+from ..motion import similarity
 from ..types import SourceFace
 from .base import Renderer
 
@@ -96,7 +96,7 @@ def _own_interior(
     upper = [60, 61, 62, 63, 64]
     src = source.points[upper, 0] + 1j * source.points[upper, 1]
     dst = target[upper, 0] + 1j * target[upper, 1]
-    a, b = _similarity(src.astype(np.complex128), dst.astype(np.complex128))
+    a, b = similarity(src.astype(np.complex128), dst.astype(np.complex128))
     inv = 1.0 / a
     p, q = inv.real, inv.imag
     ox, oy = x0 - b.real, y0 - b.imag
