@@ -5,6 +5,7 @@
 One step = a batch of episodes (K sources, K drawn from 1..k_max per step, + 1 target, one clip each):
     ê = mean_k E(x_k, y_k);  ψ̂ = P·ê;  x̂ = G(y_t, ψ̂, sources)
     G, E:  λ₁·L1 + λ_p·perceptual  (+ ½ × the same on G's decoded image alone)
+           [+ w_mask·hinge²(|mask logit| − 4) + w_mouth·mouth-box L1: both off unless asked]
            [+ −D(x̂) + 10·FM + 10·L_MCH once step ≥ adv_start]
     D:     hinge(D(x_t), D(x̂))      [+ 80·L_MCH for W]   (one D step per G step; the paper used two)
 Why these deviations from the paper: we train for minutes, not days. An L1 + perceptual warm-up first
