@@ -173,3 +173,9 @@ def test_reset_mask_unsaturates_the_blend_but_keeps_the_decoded_image() -> None:
     assert float(before["mask"].min()) > 0.999
     assert torch.allclose(after["mask"], torch.full_like(after["mask"], 0.5))
     assert torch.allclose(before["decoded"], after["decoded"])
+    with torch.no_grad():
+        G.out2.bias[:3].fill_(-40.0)  # a decoder whose tanh saturated: every pixel at -1
+        _, dead = G(*args, G.encode_sources(x, y, to_unit(pts, s)))
+        G.reset_mask(rgb_scale=0.01)
+        _, alive = G(*args, G.encode_sources(x, y, to_unit(pts, s)))
+    assert float(dead["decoded"].max()) < -0.999 < float(alive["decoded"].min())

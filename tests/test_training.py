@@ -193,6 +193,17 @@ def test_mask_penalty_and_mouth_loss_are_logged(cache: Path, tmp_path: Path) -> 
     assert all("mask_pen" in r and "mouth" in r and r["mouth"] > 0 for r in log)
 
 
+def test_restart_from_weights_with_the_mask_reset(cache: Path, tmp_path: Path) -> None:
+    """--init W --reset-mask: the first step sees m = 0.5 and unsaturated decoder logits (std 0.5)."""
+    base = TrainConfig(size=32, batch=2, k_max=2, steps=2, adv_start=100, log_every=1, sample_every=100,
+                       device="cpu", model=SMALL_MODEL, seed=4)  # fmt: skip
+    weights = train(cache, tmp_path / "first", base)
+    restart = TrainConfig(**{**base.__dict__, "init": str(weights), "reset_mask": True, "steps": 1})
+    train(cache, tmp_path / "second", restart)
+    log = [json.loads(x) for x in (tmp_path / "second" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["mask"] == pytest.approx(0.5, abs=1e-3)
+
+
 @pytest.mark.slow
 @pytest.mark.shared
 def test_prepare_a_real_clip(shared_data: Path, tmp_path: Path) -> None:

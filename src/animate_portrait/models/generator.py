@@ -124,12 +124,15 @@ class Generator(nn.Module):
             self.out2.bias[3].fill_(0.0)
 
     @torch.no_grad()
-    def reset_mask(self) -> None:
-        """Restart the blend-mask logit near 0 (m ≈ 0.5) while keeping the decoded RGB: used to restart
-        training from weights whose mask saturated at 1, where the sigmoid passes no gradient."""
+    def reset_mask(self, rgb_scale: float = 1.0) -> None:
+        """Restart the blend-mask logit at 0 (m = 0.5) and scale the decoder's RGB logits by `rgb_scale`:
+        used to restart training from weights whose mask saturated at 1. There the sigmoid passes no
+        gradient, and the unused decoder's pre-tanh outputs drifted to |x| ≈ 50 (tanh saturated too)."""
         out2 = self.out2.parametrizations.weight.original if self.cfg.g_sn else self.out2.weight
         out2[3].zero_()
         self.out2.bias[3].fill_(0.0)
+        out2[:3].mul_(rgb_scale)
+        self.out2.bias[:3].mul_(rgb_scale)
 
     # -- per portrait ------------------------------------------------------------------------------------
 

@@ -232,7 +232,7 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
     if cfg.init:
         _init_from(Path(cfg.init), E, G, D)
         if cfg.reset_mask:
-            G.reset_mask()
+            G.reset_mask(_rgb_logit_scale(E, G, sampler, cfg, gen))
     perc = load_mobilenet(find_mobilenet(cfg.mobilenet), dev)
     if cuda:
         for m in (E, G, D, perc):
@@ -384,6 +384,32 @@ class _nullctx:
 
     def __exit__(self, *a: object) -> None:
         return None
+
+
+@torch.no_grad()
+def _rgb_logit_scale(
+    E: Embedder, G: Generator, sampler: EpisodeSampler, cfg: TrainConfig, gen: torch.Generator
+) -> float:
+    """The factor that brings G's pre-tanh RGB outputs on one batch to a standard deviation of 0.5, so
+    that tanh passes gradient again (a data-dependent re-initialisation of the last layer, as LSUV)."""
+    seen: dict[str, torch.Tensor] = {}
+    hook = G.out2.register_forward_hook(lambda m, i, o: seen.setdefault("o", o.detach()))
+    ep = sampler.sample(cfg.batch, 1, gen)
+    s, b = cfg.size, cfg.batch
+    y_s = rasterise_sketch(ep.src_pts.flatten(0, 1), s).view(b, 1, 3, s, s)
+    src = G.encode_sources(ep.src, y_s, to_unit(ep.src_pts, s))
+    G(
+        rasterise_sketch(ep.tgt_pts, s),
+        to_unit(ep.tgt_pts, s),
+        G.psi(E(ep.src, y_s)),
+        src,
+    )
+    hook.remove()
+    std = float(seen["o"][:, :3].float().std())
+    print(
+        f"reset mask: decoder RGB logits had std {std:.2f}; scaled by {0.5 / max(std, 1e-6):.4f}", flush=True
+    )
+    return 0.5 / max(std, 1e-6)
 
 
 def mouth_l1(fake: torch.Tensor, real: torch.Tensor, pts: torch.Tensor, margin: float = 0.25) -> torch.Tensor:
