@@ -181,14 +181,19 @@ def _animate_one(pipeline: Pipeline, driving: Motion, portrait: Path, output: Pa
     """One portrait into one line of results; the errors of one bad portrait become its line."""
     started = time.perf_counter()
     try:
-        from .persons import PersonPolicy  # fine-tuned per portrait (cached) when asked, else the model
-
-        loaded = PersonPolicy(pipeline.config.finetune_steps).apply(pipeline, [portrait])
-        result = pipeline.animate([portrait], driving, output, loaded=loaded)
+        result = render_portrait(pipeline, driving, portrait, output)
     except PORTRAIT_ERRORS as err:
         # One bad portrait must not sink a batch of thousands: report it and go on.
         return _line(portrait, None, "error", time.perf_counter() - started, error=str(err))
     return _line(portrait, output, "ok", time.perf_counter() - started, frames=result.frames)
+
+
+def render_portrait(pipeline: Pipeline, driving: Motion, portrait: Path, output: Path) -> AnimateResult:
+    """One portrait of a batch: fine-tuned on itself first (cached) when the config asks, then animated."""
+    from .persons import PersonPolicy
+
+    loaded = PersonPolicy(pipeline.config.finetune_steps).apply(pipeline, [portrait])
+    return pipeline.animate([portrait], driving, output, loaded=loaded)
 
 
 def _in_groups(

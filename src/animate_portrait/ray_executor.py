@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
-from .batch import PORTRAIT_ERRORS, _line
+from .batch import PORTRAIT_ERRORS, _line, render_portrait
 from .console import DEBUG
 from .errors import InputError
 from .pipeline import Pipeline
@@ -214,16 +214,12 @@ def _pipeline(config: RenderConfig) -> Pipeline:
 
 
 def _render(config: RenderConfig, driving: Motion, portrait: Path, output: Path) -> dict:
-    """One portrait, as batch._animate_one renders it (keep the two in step), except that only an
+    """One portrait, rendered as batch._animate_one renders it (`render_portrait`), except that only an
     InputError becomes the line here: the portrait's other errors go back to Ray, which retries the
     TRANSIENT ones. (_animate_one turns them all into lines, so it cannot be called as it is.)"""
-    from .persons import PersonPolicy
-
     started = time.perf_counter()
     try:
-        pipeline = _pipeline(config)
-        loaded = PersonPolicy(config.finetune_steps).apply(pipeline, [portrait])
-        result = pipeline.animate([portrait], driving, output, loaded=loaded)
+        result = render_portrait(_pipeline(config), driving, portrait, output)
     except InputError as err:  # the portrait itself is bad: a retry would fail the same way
         return _line(portrait, None, "error", time.perf_counter() - started, error=str(err))
     return _line(portrait, output, "ok", time.perf_counter() - started, frames=result.frames)
