@@ -207,6 +207,48 @@ def test_retarget_lips_never_cross_when_driver_starts_open() -> None:
     assert (gap >= -0.1).all()  # touching at most (measured along y; the face is tilted a little)
 
 
+def closed_portrait() -> np.ndarray:
+    src = portrait()
+    src[[65, 66, 67]] = src[[63, 62, 61]]  # lips touching
+    return src
+
+
+def test_neutral_reference_finds_the_closed_mouth_when_the_driver_starts_mid_word() -> None:
+    """A driver that starts wide open, closes, then opens half as wide: against frame 0 the portrait's
+    mouth would stay shut throughout; against the neutral face it opens on the last frame only."""
+    d0 = similar(FACE, 0.7, -5, (40, 10))
+    iod = float(np.linalg.norm(d0[45] - d0[36]))
+    driver = np.stack([open_mouth(d0, 0.3 * iod), d0, d0, open_mouth(d0, 0.15 * iod)])
+    src = closed_portrait()
+    naive = motion.mouth_opening(motion.retarget(src, driver, reference=driver[0]))
+    neutral = motion.neutral_reference(driver)
+    out = motion.mouth_opening(motion.retarget(src, driver, reference=neutral))
+    assert naive[3] < 0.01  # the failure this fixes
+    assert out[1] < 0.01 and out[2] < 0.01
+    assert out[3] == pytest.approx(0.15, abs=0.01)  # the driver opened 0.15 past its neutral face
+    assert out[0] > out[3] + 0.1  # and the opening at frame 0 is kept, not lost
+
+
+def test_neutral_reference_keeps_pose_of_frame_zero_and_skips_undetected_frames() -> None:
+    d0 = similar(FACE, 0.7, -5, (40, 10))
+    shut = d0.copy()
+    shut[[41, 40, 47, 46]] = shut[[37, 38, 43, 44]]  # a blink
+    # frame 0 blinks; frame 2, turned and moved, is where the mouth is most closed; frame 3 is a filled
+    # guess (not found) with a mouth shut tighter still, which must not be picked
+    closed = d0.copy()
+    closed[[65, 66, 67]] = closed[[63, 62, 61]]
+    guess = closed.copy()
+    guess[[65, 66, 67], 1] -= 3
+    driver = np.stack([shut, open_mouth(d0, 4), similar(closed, 1.2, 10, (30, -7)), guess, d0])
+    found = np.array([True, True, True, False, True])
+    ref = motion.neutral_reference(driver, found)
+    np.testing.assert_allclose(ref[motion.STABLE], shut[motion.STABLE], atol=1e-3)  # pose: frame 0
+    np.testing.assert_allclose(ref[48:68], closed[48:68], atol=1e-2)  # mouth: frame 2, moved back
+    assert motion.eye_opening(ref) == pytest.approx(motion.eye_opening(d0), abs=1e-3)  # eyes open
+    # a still driver is its own neutral face
+    np.testing.assert_allclose(motion.neutral_reference(np.repeat(d0[None], 3, 0)), d0, atol=1e-3)
+
+
 def test_retarget_absolute_uses_driver_shape() -> None:
     src = portrait()
     driver = np.stack([similar(FACE, 0.7, -5, (40, 10)), open_mouth(similar(FACE, 0.75, 0, (45, 10)), 6)])

@@ -98,17 +98,14 @@ def animate_group(pipeline: Pipeline, jobs: Sequence[tuple[Path, Path]], driving
 
 def _chunks(pipeline: Pipeline, leads: list[SourceFace], driving: Motion):
     """(P, t, size, size, 3) crops per chunk of t driver frames, retargeted onto each portrait."""
-    config = pipeline.config
-    points = driving.points[: config.max_frames] if config.max_frames else driving.points
+    relative = pipeline.config.relative
+    points, neutral = pipeline.driving_points(driving)
     batch = RENDER_BATCH
     for start in range(0, len(points), batch):
-        # Retargeted against the driver's first frame, chunk by chunk, as Pipeline.render_frames does
+        # Retargeted against the driver's neutral face, chunk by chunk, as Pipeline.render_frames does
         chunk = points[start : start + batch]
         targets = np.stack(
-            [
-                motion.retarget(lead.points, chunk, relative=config.relative, reference=points[0])
-                for lead in leads
-            ]
+            [motion.retarget(lead.points, chunk, relative=relative, reference=neutral) for lead in leads]
         )
         yield render_group(pipeline, leads, targets)
 

@@ -26,6 +26,11 @@ STABLE = np.array([27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45])
 # Upper/lower pairs that may meet but never cross: inner lips (61-63 / 67-65) and eyelids.
 _UPPER = np.array([61, 62, 63, 37, 38, 43, 44])
 _LOWER = np.array([67, 66, 65, 41, 40, 47, 46])
+# What a mouth opening moves (chin and lips), and the eyelids (not the eye corners, which are STABLE):
+# the parts of the driver's neutral face taken from other frames than frame 0 (see neutral_reference).
+MOUTH_REGION = np.r_[5:12, 48:68]
+EYE_REGION = np.array([37, 38, 40, 41, 43, 44, 46, 47])
+NEUTRAL_MOUTH_PERCENTILE = 5.0
 
 # One-Euro filter (Casiez et al. 2012): a first-order low-pass whose cutoff rises with speed, measured
 # here in face sizes (box diagonals) per second so one setting fits a 100 px and a 1000 px face.
@@ -178,6 +183,14 @@ def mouth_opening(points: np.ndarray) -> np.ndarray:
     return gap / np.maximum(iod, 1e-6)
 
 
+def eye_opening(points: np.ndarray) -> np.ndarray:
+    """Mean lid gap (37-41, 38-40, 43-47, 44-46) over the outer-eye-corner distance: ~0.1 open, ~0 shut."""
+    points = np.asarray(points, np.float64)
+    gaps = np.linalg.norm(points[..., [41, 40, 47, 46], :] - points[..., [37, 38, 43, 44], :], axis=-1)
+    iod = np.linalg.norm(points[..., 45, :] - points[..., 36, :], axis=-1)
+    return gaps.mean(-1) / np.maximum(iod, 1e-6)
+
+
 def _complex(points: np.ndarray) -> np.ndarray:
     return points[..., 0].astype(np.float64) + 1j * points[..., 1].astype(np.float64)
 
@@ -205,14 +218,50 @@ def _keep_apart(x: np.ndarray, down: complex, floor: np.ndarray) -> np.ndarray:
     return x
 
 
+def _frame_at(values: np.ndarray, found: np.ndarray, percentile: float) -> int:
+    """Index of the detected frame whose value ranks at `percentile` among the detected frames."""
+    candidates = np.flatnonzero(found)
+    order = candidates[np.argsort(values[candidates], kind="stable")]
+    return int(order[int(round(percentile / 100 * (len(order) - 1)))])
+
+
+def neutral_reference(points: np.ndarray, found: np.ndarray | None = None) -> np.ndarray:
+    """The driver's neutral face (68, 2), against which relative retargeting measures expression.
+
+    Frame 0 alone (FOMM's default) fails when a driver starts mid-word or mid-blink: an open mouth at
+    frame 0 reads as "closed", so every later opening smaller than it is lost (a training clip that
+    starts at opening 0.25 left the portrait's mouth shut for the whole clip), and shut eyes at frame 0
+    make the portrait stare. FOMM's `--find_best_frame` changes the reference for pose too, which moves
+    the portrait away from its own pose at frame 0. Here pose stays relative to frame 0 (its STABLE
+    points are kept); only the mouth and chin are taken from the frame where the mouth is closed
+    (the 5th percentile of opening, not the minimum, which a detector glitch can set) and the eyes
+    from a frame where they are as open as usual (the median), each moved into frame 0's pose.
+    `found`: frames where a face was really detected (gap-filled frames are guesses); default all.
+    """
+    points = np.asarray(points, np.float32)
+    found = np.ones(len(points), bool) if found is None else np.asarray(found, bool)
+    if not found.any():
+        found = np.ones(len(points), bool)
+    d = _complex(points)
+    reference = d[0].copy()
+    for region, value, percentile in (
+        (MOUTH_REGION, mouth_opening(points), NEUTRAL_MOUTH_PERCENTILE),
+        (EYE_REGION, eye_opening(points), 50.0),
+    ):
+        t = _frame_at(value, found, percentile)
+        a, b = similarity(d[t][STABLE], d[0][STABLE])  # frame t's pose -> frame 0's
+        reference[region] = a * d[t][region] + b
+    return _points(reference)
+
+
 def retarget(
     source: np.ndarray, driver: np.ndarray, relative: bool = True, reference: np.ndarray | None = None
 ) -> np.ndarray:
     """Map driver landmarks (T, 68, 2, driver px) onto the portrait's landmarks (68, 2, crop px).
 
-    Relative (default), with D_0 the driver's first frame as the neutral reference (so a driver should
-    start with a neutral face; an open mouth at frame 0 reads as "closed" and can only close further,
-    which `_keep_apart` stops at lips touching):
+    Relative (default), with D_0 the driver's neutral face, `reference`: the pipeline passes
+    neutral_reference(driver); the default is the first frame, where an open mouth reads as "closed"
+    and can only close further, which `_keep_apart` stops at lips touching:
       A_t   similarity D_0 -> D_t on STABLE points (head pose change: rotation, scale, translation);
       E_t = A_t⁻¹(D_t) - D_0, the expression change in frame-0 coordinates;
       R     similarity D_0 -> S on STABLE points: carries E_t into the portrait's orientation and size
@@ -223,8 +272,8 @@ def retarget(
     Absolute: one similarity R fitted from D_0 to S (STABLE points) applied to every frame: the
     driver's own face shape, placed where the portrait's face is.
 
-    `reference` is D_0 (default: `driver[0]`); passing the first frame lets a long driver be retargeted
-    in chunks, so memory does not grow with the video's length.
+    Passing `reference` also lets a long driver be retargeted in chunks, so memory does not grow with
+    the video's length.
     """
     source = np.asarray(source, np.float32)
     driver = np.asarray(driver, np.float32)

@@ -151,16 +151,22 @@ class Pipeline:
         return motion.analyse_driver(driver, self.detector, self.config.max_frames, on_frame)
 
     # --- the run ------------------------------------------------------------------------------
+    def driving_points(self, driving: Motion) -> tuple[np.ndarray, np.ndarray]:
+        """The driver frames this run uses (--max-frames) and their neutral face (motion.neutral_reference)."""
+        n = self.config.max_frames or len(driving.points)
+        points, found = driving.points[:n], driving.found[:n]
+        return points, motion.neutral_reference(points, found)
+
     def render_frames(self, sources: Sequence[SourceFace], driving: Motion) -> Iterator[np.ndarray]:
         """Frames of the face crop (or of the whole picture), one driver frame at a time."""
         lead = sources[0]
-        points = driving.points[: self.config.max_frames] if self.config.max_frames else driving.points
+        points, neutral = self.driving_points(driving)
         renderer = self.renderer
         renderer.prepare(sources)
         for start in range(0, len(points), RENDER_BATCH):
-            # Retarget batch by batch against the driver's first frame: memory stays flat in video length.
+            # Retarget batch by batch against the driver's neutral face: memory stays flat in video length.
             chunk = points[start : start + RENDER_BATCH]
-            targets = motion.retarget(lead.points, chunk, relative=self.config.relative, reference=points[0])
+            targets = motion.retarget(lead.points, chunk, relative=self.config.relative, reference=neutral)
             for rendered in renderer.render(targets):
                 if self.config.crop_only:
                     yield rendered

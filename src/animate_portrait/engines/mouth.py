@@ -31,6 +31,9 @@ FADE_PX = 3.0  # the extra gap (crop px) over which the fill fades in, so a slig
 TEETH_FROM = 0.15  # teeth show once the gap exceeds this share of the mouth's width
 OWN_INTERIOR_PX = 2.0  # a source gap this wide (crop px) shows its own interior: teeth to keep
 SHADE = 0.22  # interior = lip colour × SHADE (keeps the hue: warm on a painting, pink on a photo)
+# Upper-teeth band: opacity, the share of the gap it covers before fading out over as much again, and
+# how much it takes of the face's own light tone rather than of ivory.
+TEETH_ALPHA, TEETH_DEPTH, TEETH_SKIN = 0.55, 0.15, 0.7
 
 
 def inner_gap(points: np.ndarray) -> np.ndarray:
@@ -137,10 +140,10 @@ def paint_interior(frame: np.ndarray, target: np.ndarray, source: MouthSource) -
         # upper teeth: a light band just under the upper inner lip, tinted by the portrait's own light
         # tones (ivory on a photo, yellowed on a varnished painting), fading downwards
         face_light = _skin_light(frame, target)
-        teeth = 0.92 * (0.5 * face_light + 0.5 * np.array([250.0, 245.0, 235.0]))
+        teeth = 0.92 * (TEETH_SKIN * face_light + (1 - TEETH_SKIN) * np.array([250.0, 245.0, 235.0]))
         upper_y = np.interp(np.arange(x0, x1), inner[[0, 1, 2, 3, 4], 0], inner[[0, 1, 2, 3, 4], 1])
         depth = (np.arange(y0, y1)[:, None] - upper_y[None, :]) / max(gap, 1.0)  # 0 at the upper lip
-        band = 0.8 * np.clip(1.0 - (depth - 0.22) / 0.2, 0.0, 1.0)[..., None]
+        band = TEETH_ALPHA * np.clip(1.0 - (depth - TEETH_DEPTH) / TEETH_DEPTH, 0.0, 1.0)[..., None]
         interior = band * teeth + (1.0 - band) * interior
     out = frame.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)
