@@ -152,7 +152,7 @@ class Pipeline:
 
     # --- the run ------------------------------------------------------------------------------
     def driving_points(self, driving: Motion) -> tuple[np.ndarray, np.ndarray]:
-        """The driver frames this run uses (--max-frames) and their neutral face (motion.neutral_reference)."""
+        """The driver frames this run uses (--max-frames) and their neutral face (neutral_reference)."""
         n = self.config.max_frames or len(driving.points)
         points, found = driving.points[:n], driving.found[:n]
         return points, motion.neutral_reference(points, found)
