@@ -246,7 +246,7 @@ def test_encoder_dying_mid_video_is_a_clear_error_and_leaves_no_file(tmp_path, a
 
 
 def test_sweep_removes_only_the_temp_files_of_the_given_outputs(tmp_path: Path) -> None:
-    names = [".a.mp4.0badc0de.tmp.mp4", ".b.mp4.0badc0de.tmp.mp4", "a.mp4", ".a.mp4.notes.txt"]
+    names = [video.temp_path(tmp_path / "a.mp4").name, ".b.mp4.0badc0de.tmp.mp4", "a.mp4", ".a.mp4.notes.txt"]
     for name in names:
         (tmp_path / name).write_bytes(b"x")
     video.sweep_temp_files([tmp_path / "a.mp4", tmp_path / "missing" / "c.mp4"])

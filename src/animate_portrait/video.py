@@ -283,7 +283,7 @@ class VideoWriter:
             self.audio_from is not None and _AUDIO_RE.search(_header(self.audio_from)) is not None
         )
         self.n_frames = 0
-        self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp{self.path.suffix}")
+        self.tmp = temp_path(self.path)
         self._proc: subprocess.Popen[bytes] | None = None
         self._errlog: IO[bytes] | None = None
         self._queue: queue.Queue[bytes | None] = queue.Queue(
@@ -391,8 +391,20 @@ class VideoWriter:
             self.tmp.unlink(missing_ok=True)
 
 
+def temp_path(output: Path) -> Path:
+    """Where an output is written before its atomic rename: `.NAME.<hex>.tmp.SUFFIX` beside it (hidden,
+    and unique, so two writers of one name never share it)."""
+    return output.with_name(f".{output.name}.{secrets.token_hex(4)}.tmp{output.suffix}")
+
+
+def _temp_owner(name: str) -> str | None:
+    """The output name whose temp file (temp_path) `name` is, else None."""
+    parts = name[1:].rsplit(".", 3)  # NAME, hex, "tmp", suffix
+    return parts[0] if name.startswith(".") and len(parts) == 4 and parts[2] == "tmp" else None
+
+
 def sweep_temp_files(outputs: Iterable[Path]) -> None:
-    """Delete the temp files (`.NAME.<hex>.tmp.mp4`, see VideoWriter) that a killed worker left beside
+    """Delete the temp files (temp_path) that a killed worker left beside
     these outputs (a Ray retry writes its own; a worker stopped on Ctrl-C may be killed mid-clean-up).
     Call it only once the batch's workers have ended: none of these files is being written then.
     One listing per folder, not one per output: a folder of a shared filesystem may hold thousands."""
@@ -405,6 +417,5 @@ def sweep_temp_files(outputs: Iterable[Path]) -> None:
         except OSError:
             continue
         for entry in entries:
-            parts = entry.name[1:].rsplit(".", 3)  # NAME, hex, "tmp", suffix
-            if entry.name.startswith(".") and len(parts) == 4 and parts[2] == "tmp" and parts[0] in names:
+            if _temp_owner(entry.name) in names:
                 Path(entry.path).unlink(missing_ok=True)
