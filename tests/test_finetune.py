@@ -15,6 +15,8 @@ from animate_portrait.errors import InputError
 from animate_portrait.models import Discriminator, Embedder, Generator
 from animate_portrait.pipeline import Pipeline
 from animate_portrait.training import finetune as ft
+from animate_portrait.training import renderer_tuning as tuning
+from animate_portrait.training.person_file import save_person
 from animate_portrait.types import RenderConfig
 from animate_portrait.weights import save_weights
 from cli_helpers import run_cli
@@ -68,7 +70,7 @@ def _fresh_renderer(weights: Path):
 def test_psi_starts_at_P_e_hat(loaded, tiny: Path) -> None:
     _, sources = loaded
     renderer = _fresh_renderer(tiny)
-    person = ft.finetune_renderer(renderer, sources, replace(FAST, steps=0))
+    person = tuning.finetune_renderer(renderer, sources, replace(FAST, steps=0))
     renderer.prepare(sources)  # ψ̂ = P·ê of the feed-forward path
     assert renderer._psi.abs().max() > 0
     torch.testing.assert_close(person.psi, renderer._psi, rtol=0, atol=1e-6)
@@ -79,7 +81,7 @@ def test_psi_starts_at_P_e_hat(loaded, tiny: Path) -> None:
 
 def test_few_steps_reduce_the_reconstruction_loss(loaded, tiny: Path) -> None:
     _, sources = loaded
-    person = ft.finetune_renderer(_fresh_renderer(tiny), sources, replace(FAST, steps=5))
+    person = tuning.finetune_renderer(_fresh_renderer(tiny), sources, replace(FAST, steps=5))
     rec = person.card["reconstruction_l1"]
     assert rec["after"] < rec["before"], rec
 
@@ -105,9 +107,9 @@ def test_person_file_holds_only_what_changed_and_round_trips(
 
     # the same fine-tuning in-process (same settings, same seed) renders the same frames as the file
     inproc = _fresh_renderer(tiny)
-    inproc.use_person(ft.finetune_renderer(inproc, sources, ft.FinetuneSettings(steps=3)))
+    inproc.use_person(tuning.finetune_renderer(inproc, sources, ft.FinetuneSettings(steps=3)))
     from_file = _fresh_renderer(tiny)
-    ft.use_person_file(from_file, out)
+    tuning.use_person_file(from_file, out)
     targets = np.stack([sources[0].points, sources[0].points + 1.5])
     frames = []
     for r in (inproc, from_file):
@@ -130,9 +132,9 @@ def test_mismatched_person_file_is_a_one_line_input_error(
     monkeypatch,
 ) -> None:
     _, sources = loaded
-    person = ft.finetune_renderer(_fresh_renderer(tiny), sources, replace(FAST, steps=1))
+    person = tuning.finetune_renderer(_fresh_renderer(tiny), sources, replace(FAST, steps=1))
     path = tmp_path / "anna.safetensors"
-    ft.save_person(path, person)
+    save_person(path, person)
     args = [astronaut_png, "--driver", driver.path, "-o", tmp_path / "o.mp4", "--engine", "neural"]
     ran = run_cli([*args, "--weights", tiny_other, "--person", path, "--max-frames", 1], capsys, monkeypatch)
     assert ran.code == 1
@@ -144,21 +146,21 @@ def test_mismatched_person_file_is_a_one_line_input_error(
     card["weights_sha256"] = other.card["sha256"]
     path.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(InputError, match="anna.safetensors: .*shape"):
-        ft.use_person_file(other, path)
+        tuning.use_person_file(other, path)
 
 
 def test_cache_hit_skips_the_work(loaded, tiny: Path, private_cache: Path) -> None:
     _, sources = loaded
     renderer = _fresh_renderer(tiny)
-    first, hit = ft.person_for(renderer, sources, FAST)
+    first, hit = tuning.person_for(renderer, sources, FAST)
     assert not hit
     (entry,) = (private_cache / "finetune").glob("*.safetensors")
     mtime, runs, steps = entry.stat().st_mtime_ns, ft.RUNS["runs"], ft.RUNS["steps"]
-    second, hit = ft.person_for(_fresh_renderer(tiny), sources, FAST)
+    second, hit = tuning.person_for(_fresh_renderer(tiny), sources, FAST)
     assert hit and ft.RUNS == {"runs": runs, "steps": steps} and entry.stat().st_mtime_ns == mtime
     torch.testing.assert_close(second.psi, first.psi)
     # other settings are another entry
-    _, hit = ft.person_for(renderer, sources, replace(FAST, steps=2))
+    _, hit = tuning.person_for(renderer, sources, replace(FAST, steps=2))
     assert not hit and len(list((private_cache / "finetune").glob("*.safetensors"))) == 2
 
 

@@ -13,6 +13,7 @@ import torch
 from animate_portrait.persons import PersonPolicy
 from animate_portrait.pipeline import Pipeline
 from animate_portrait.training import finetune as ft
+from animate_portrait.training import renderer_tuning as tuning
 from animate_portrait.types import RenderConfig
 from test_finetune import FAST, _fresh_renderer, _tiny_weights
 
@@ -46,7 +47,7 @@ def test_options_that_do_not_go_together():
 
 def test_steps_by_option_person_and_device(tiny: Path):
     pipeline = Pipeline(RenderConfig(size=64, engine="neural", device="cpu", weights=tiny))
-    assert PersonPolicy().steps(pipeline) == ft.default_steps("cpu") == 0  # off on a CPU unless asked
+    assert PersonPolicy().steps(pipeline) == tuning.default_steps("cpu") == 0  # off on a CPU unless asked
     assert PersonPolicy(7).steps(pipeline) == 7
     assert PersonPolicy(None, Path("p.safetensors")).steps(pipeline) == 0
     warp = Pipeline(RenderConfig(size=64, engine="warp"))
@@ -59,8 +60,8 @@ def _frames(renderer, sources) -> np.ndarray:
 
 
 def test_one_renderer_serves_person_after_person(tiny: Path, sources):
-    anna = ft.finetune_renderer(_fresh_renderer(tiny), sources, FAST)
-    bert = ft.finetune_renderer(_fresh_renderer(tiny), sources, replace(FAST, seed=1, lr_g=1e-2))
+    anna = tuning.finetune_renderer(_fresh_renderer(tiny), sources, FAST)
+    bert = tuning.finetune_renderer(_fresh_renderer(tiny), sources, replace(FAST, seed=1, lr_g=1e-2))
     want = {}
     for name, person in (("anna", anna), ("bert", bert), ("meta", None)):
         alone = _fresh_renderer(tiny)
@@ -70,10 +71,10 @@ def test_one_renderer_serves_person_after_person(tiny: Path, sources):
     assert not np.array_equal(want["anna"], want["bert"])
     shared = _fresh_renderer(tiny)
     for name, person in (("anna", anna), ("bert", bert), ("meta", None), ("anna", anna)):
-        ft.apply_person(shared, person)
+        tuning.apply_person(shared, person)
         np.testing.assert_array_equal(_frames(shared, sources), want[name], err_msg=name)
     # and tuning on a renderer that holds a person starts from the meta-learned model, not from that person
-    again = ft.finetune_renderer(shared, sources, replace(FAST, seed=1, lr_g=1e-2))
+    again = tuning.finetune_renderer(shared, sources, replace(FAST, seed=1, lr_g=1e-2))
     torch.testing.assert_close(again.psi, bert.psi)
     for key, value in bert.g.items():
         torch.testing.assert_close(again.g[key], value)
@@ -115,10 +116,10 @@ def test_a_wrapped_renderer_gets_the_person_on_the_neural_one(tiny: Path, source
         def __getattr__(self, name: str):
             return getattr(self.inner, name)
 
-    anna = ft.finetune_renderer(_fresh_renderer(tiny), sources, FAST)
+    anna = tuning.finetune_renderer(_fresh_renderer(tiny), sources, FAST)
     neural = _fresh_renderer(tiny)
     wrapped = Wrapper(neural)
-    ft.apply_person(wrapped, anna)
+    tuning.apply_person(wrapped, anna)
     assert neural.person is anna
-    ft.apply_person(wrapped, None)
+    tuning.apply_person(wrapped, None)
     assert neural.person is None and "person" not in vars(wrapped)

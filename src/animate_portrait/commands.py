@@ -115,7 +115,9 @@ def finetune(
     from .errors import InputError
     from .pipeline import Pipeline, check_sources
     from .sources import gather
-    from .training import finetune as ft
+    from .training import renderer_tuning as tuning
+    from .training.finetune import FinetuneSettings
+    from .training.person_file import save_person
     from .types import RenderConfig
 
     report = Reporter(quiet=quiet)
@@ -130,10 +132,10 @@ def finetune(
             RenderConfig(size=size, engine="neural", device=device, landmarks=landmarks, weights=weights)
         )
         pipeline.load_renderer()
-        n = steps if steps is not None else ft.default_steps(pipeline.device, ft.COMMAND_STEPS)
+        n = steps if steps is not None else tuning.default_steps(pipeline.device, tuning.COMMAND_STEPS)
         loaded = pipeline.load_sources(paths, report.info)
-        person, hit = ft.person_for(pipeline.renderer, loaded, ft.FinetuneSettings(steps=n), report.bar)
-        ft.save_person(output, person)
+        person, hit = tuning.person_for(pipeline.renderer, loaded, FinetuneSettings(steps=n), report.bar)
+        save_person(output, person)
         summary = {
             "output": str(output),
             "steps": n,

@@ -5,8 +5,8 @@
     neither               ─► the device's default steps (a GPU fine-tunes, a CPU does not), then as above
 
 The policy lives here, not in the CLI, so that `animate` and `batch` apply the same one; the work itself
-is training/finetune.py's. The two steps are apart on purpose: a bad person file fails at once, before a
-long driver analysis, while the fine-tuning runs after the driver is known to be readable.
+is training/renderer_tuning.py's. The two steps are apart on purpose: a bad person file fails at once,
+before a long driver analysis, while the fine-tuning runs after the driver is known to be readable.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
-    from .training.finetune import Bar
+    from .training.renderer_tuning import Bar
     from .types import SourceFace
 
 
@@ -40,7 +40,7 @@ class PersonPolicy:
     def load(self, pipeline: Pipeline) -> None:
         """Before the driver: render with the person file, if one is given (InputError if it is bad)."""
         if self.person is not None:
-            from .training.finetune import use_person_file
+            from .training.renderer_tuning import use_person_file
 
             use_person_file(pipeline.renderer, self.person)
 
@@ -50,7 +50,7 @@ class PersonPolicy:
             return 0
         if self.finetune_steps is not None:
             return self.finetune_steps
-        from .training.finetune import default_steps
+        from .training.renderer_tuning import default_steps
 
         return default_steps(pipeline.device)
 
@@ -66,7 +66,7 @@ class PersonPolicy:
 
         With no fine-tuning and no person file, a renderer that rendered a tuned person before (a batch)
         goes back to the meta-learned model."""
-        from .training.finetune import apply_person, finetune_pipeline
+        from .training.renderer_tuning import apply_person, finetune_pipeline
 
         steps = self.steps(pipeline)
         if steps:

@@ -43,8 +43,9 @@ class Setup:
 class RendererFactory:
     """Builds a fresh renderer per (setup, clip): `prepare` is stateful, so rows never share one.
 
-    `finetune_steps`: the steps of the "fine-tuned" rows. Their results go through the fine-tuning cache
-    (`finetune.person_for`), so an evaluation run again on the same clips and weights does not tune again.
+    `finetune_steps`: the steps of the "fine-tuned" rows. Their results go through the fine-tuning
+    cache (`renderer_tuning.person_for`), so an evaluation run again on the same clips and weights does
+    not tune again.
     """
 
     size: int
@@ -68,7 +69,8 @@ class RendererFactory:
         renderer = self.make(setup)
         extra: dict[str, float] = {}
         if setup.variant == "fine-tuned":
-            from ..training.finetune import FinetuneSettings, apply_person, person_for
+            from ..training.finetune import FinetuneSettings
+            from ..training.renderer_tuning import apply_person, person_for
 
             person, hit = person_for(renderer, sources, FinetuneSettings(steps=self.finetune_steps))
             apply_person(renderer, person)

@@ -20,50 +20,29 @@ rotation, shift applied to image and landmarks together), so G must move the sou
 the warp uncovers; flips (landmarks mirrored by index) and colour jitter, identical for the sources and the
 target of a step, keep one photograph from being overfitted.
 
-What this saves (`save_person`): ψ′, the tuned G tensors and w′ as safetensors, with a JSON card (the
-weights' sha256 it was tuned from, the sources' sha256s, steps, settings). `load_person` checks that card
-against the loaded weights. `person_for` caches results under `cache_dir()` by a hash of the source crops,
-the weights and the settings, so reruns and batch runs do not redo the work.
+What it returns is a `Person` (person_file.py: ψ′, the tuned G tensors and w′, saved as safetensors with
+a JSON card); renderer_tuning.py runs this on a renderer's sources, caches the result and renders with it.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
-import os
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from ..errors import InputError
 from ..models import Discriminator, Embedder, Generator
 from ..models.blocks import MIRROR, rasterise_sketch, to_unit
-from ..models.perceptual import MobileNetV2Features, find_mobilenet, load_mobilenet, perceptual_l1
-from ..weights import load_weights, sha256
+from ..models.perceptual import MobileNetV2Features, perceptual_l1
 from .losses import adversarial_g, feature_matching, hinge_d
+from .person_file import Person
 
-if TYPE_CHECKING:
-    from ..engines.neural import NeuralRenderer
-    from ..pipeline import Pipeline
-    from ..types import SourceFace
-
-FORMAT = "animate-portrait-person/1"
 # G's modules tuned with ψ′: flow/confidence net and decoder. Encoders and P stay as meta-learned.
 TUNED_G = ("flow.", "fuse3.", "bottleneck.", "attn.", "fuse2.", "dec2.", "fuse1.", "dec1.", "out1.", "out2.")
-# Sensible step counts per device: off on a CPU unless asked (100 steps at 256² take minutes there).
-DEFAULT_STEPS = {"cuda": 200, "mps": 100, "cpu": 0}
-COMMAND_STEPS = {"cuda": 200, "mps": 100, "cpu": 50}  # `finetune` is an explicit request: short on CPU
 
 # How often the training loop really ran (not served from the cache): tests read it.
 RUNS = {"runs": 0, "steps": 0}
@@ -99,20 +78,6 @@ class FinetuneSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class Person:
-    """One person's tuned parameters: ψ′ (1, n_psi), G tensors by state-dict name, w′ (emb_dim,)."""
-
-    psi: torch.Tensor
-    g: dict[str, torch.Tensor]
-    w: torch.Tensor
-    card: dict = field(default_factory=dict)
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        out = {"psi": self.psi, "w": self.w, **{f"G.{k}": v for k, v in self.g.items()}}
-        return {k: v.detach().float().cpu().contiguous() for k, v in out.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -299,232 +264,3 @@ def finetune(
         w=(D.W[0] + D.w0).detach().clone(),  # w′ (for a later run that goes on tuning D)
         card=card,
     )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# person files: safetensors + JSON card, never pickles
-
-
-def card_path(path: Path) -> Path:
-    return Path(path).with_suffix(".json")
-
-
-def save_person(path: Path, person: Person) -> Path:
-    """Write `path` (safetensors) and its card atomically; returns the card's path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(person.tensors(), str(tmp), metadata={"format": FORMAT})
-    os.replace(tmp, path)
-    card = {"format": FORMAT, "file": path.name, "sha256": sha256(path), **person.card}
-    cpath = card_path(path)
-    tmpc = cpath.with_name(f".{cpath.name}.tmp")
-    tmpc.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmpc, cpath)
-    return cpath
-
-
-def load_person(path: Path, G: Generator, weights_sha256: str) -> Person:
-    """Read and verify a person file against the loaded weights (sha256) and G's shapes (InputError)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "person file not found")
-    cpath = card_path(path)
-    try:
-        card = json.loads(cpath.read_text())
-    except FileNotFoundError:
-        raise InputError(path, f"person card {cpath.name} not found beside the file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(cpath, f"person card is not valid JSON ({exc})") from None
-    if not isinstance(card, dict) or card.get("format") != FORMAT:
-        raise InputError(cpath, f"not an animate-portrait person card (expected format {FORMAT})")
-    if card.get("sha256") != sha256(path):
-        raise InputError(path, "person file is corrupt: sha256 does not match its card")
-    tuned_from = str(card.get("weights_sha256", ""))
-    if tuned_from != weights_sha256:
-        raise InputError(
-            path,
-            f"tuned from weights {tuned_from[:12] or '?'}…, but the loaded weights are "
-            f"{weights_sha256[:12]}…; fine-tune again with these weights",
-        )
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(path, f"not a readable safetensors file ({exc})") from None
-    own = G.state_dict()
-    n_psi = G.P.out_features
-    if "psi" not in tensors or tuple(tensors["psi"].shape) != (1, n_psi):
-        got = tuple(tensors["psi"].shape) if "psi" in tensors else "none"
-        raise InputError(path, f"ψ′ has shape {got}, the loaded generator expects (1, {n_psi})")
-    g = {}
-    for key, v in tensors.items():
-        if not key.startswith("G."):
-            continue
-        name = key[2:]
-        if name not in own or tuple(own[name].shape) != tuple(v.shape):
-            want = tuple(own[name].shape) if name in own else "no such tensor"
-            raise InputError(path, f"tensor {key} has shape {tuple(v.shape)}, the loaded generator: {want}")
-        g[name] = v
-    w = tensors.get("w", torch.zeros(0))
-    return Person(psi=tensors["psi"], g=g, w=w, card=card)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the renderer's side: inputs, cache, and one call for the CLI
-
-
-def cache_dir() -> Path:
-    """$ANIMATE_PORTRAIT_CACHE, else $XDG_CACHE_HOME/animate-portrait, else ~/.cache/animate-portrait."""
-    env = os.environ.get("ANIMATE_PORTRAIT_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "animate-portrait"
-
-
-def cache_key(sources: Sequence[SourceFace], weights_sha256: str, settings: FinetuneSettings) -> str:
-    """sha256 over the source crops and landmarks (what the run sees), the weights and the settings."""
-    h = hashlib.sha256()
-    h.update(f"{FORMAT}\n{weights_sha256}\n{json.dumps(settings.to_dict(), sort_keys=True)}\n".encode())
-    for src in sources:
-        h.update(np.ascontiguousarray(src.face, np.uint8).tobytes())
-        h.update(np.ascontiguousarray(src.points, np.float32).tobytes())
-    return h.hexdigest()
-
-
-def _file_sha(path: Path) -> str | None:
-    try:
-        return sha256(Path(path))
-    except OSError:
-        return None
-
-
-def finetune_renderer(
-    renderer: NeuralRenderer,
-    sources: Sequence[SourceFace],
-    settings: FinetuneSettings,
-    on_step: Callable[[int], None] | None = None,
-    mobilenet: str | None = None,
-) -> Person:
-    """Fine-tune the renderer's model on these sources (D and the perceptual net are loaded for it).
-
-    E, G and D come fresh from the renderer's weights file: a renderer that already rendered another
-    person (a batch) has that person's tensors in its G, and tuning must start from the meta-learned ones.
-    """
-    _, nets, _ = load_weights(renderer.weights, renderer.device, parts=("E", "G", "D"))
-    try:
-        perc = load_mobilenet(find_mobilenet(mobilenet), renderer.device)
-    except FileNotFoundError as exc:
-        raise InputError(None, f"fine-tuning needs the perceptual network: {exc}") from None
-    faces = renderer._to_model(np.stack([src.face for src in sources]))
-    points = renderer._points(np.stack([src.points for src in sources]))
-    person = finetune(nets["E"], nets["G"], nets["D"], faces, points, settings, perc, on_step)
-    person.card.update(
-        weights_sha256=renderer.card["sha256"],
-        weights_file=Path(renderer.weights).name,
-        sources=[{"path": str(src.path), "sha256": _file_sha(src.path)} for src in sources],
-    )
-    return person
-
-
-Bar = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
-
-
-def person_for(
-    renderer: NeuralRenderer,
-    sources: Sequence[SourceFace],
-    settings: FinetuneSettings,
-    bar: Bar | None = None,
-    use_cache: bool = True,
-) -> tuple[Person, bool]:
-    """The tuned person for these sources: from the cache when this exact run was done before.
-
-    Returns (person, cache_hit). `bar(label, total)` is a progress-bar context (console.Reporter.bar).
-    """
-    sha = renderer.card["sha256"]
-    path = cache_dir() / "finetune" / f"{cache_key(sources, sha, settings)}.safetensors"
-    if use_cache and path.is_file():
-        try:
-            return load_person(path, renderer.G, sha), True
-        except InputError:
-            pass  # a damaged cache entry: redo the work and overwrite it
-    with bar("fine-tuning", settings.steps) if bar else _nobar() as step:
-        person = finetune_renderer(renderer, sources, settings, on_step=step)
-    if use_cache:
-        save_person(path, person)
-    return person, False
-
-
-class _nobar:
-    def __enter__(self) -> Callable[[int], None]:
-        return lambda n=1: None
-
-    def __exit__(self, *a: object) -> None:
-        return None
-
-
-def apply_person(renderer: NeuralRenderer, person: Person | None) -> None:
-    """Render with `person` (None: the meta-learned model). The G tensors an earlier person replaced go
-    back first, so one renderer can serve person after person (a batch) without mixing them."""
-    while "inner" in vars(renderer):  # a wrapper (engines/mouth.py) around the neural renderer
-        renderer = renderer.inner
-    meta = getattr(renderer, "_meta_g", None)
-    own = renderer.G.state_dict()
-    if meta is None:  # the first person: keep what it replaces
-        meta = {n: v.detach().clone() for n, v in own.items() if n.startswith(TUNED_G)}
-        renderer._meta_g = meta  # type: ignore[attr-defined]
-    elif renderer.person is not None:
-        with torch.no_grad():
-            for name, value in meta.items():
-                own[name].copy_(value)
-        renderer.person = None
-    if person is not None:
-        renderer.use_person(person)
-
-
-def use_person_file(renderer: NeuralRenderer, path: Path) -> Person:
-    """`--person`: load a person file, check it against the renderer's weights, and render with it."""
-    person = load_person(path, renderer.G, renderer.card["sha256"])
-    apply_person(renderer, person)
-    return person
-
-
-def finetune_pipeline(
-    pipeline: Pipeline,
-    paths: Sequence[Path],
-    steps: int,
-    bar: Bar | None = None,
-    info: Callable[[str], None] | None = None,
-    settings: FinetuneSettings | None = None,
-) -> list[SourceFace]:
-    """`--finetune-steps N`: load the sources, fine-tune (or take the cached result), render with it.
-
-    Returns the loaded sources, for `Pipeline.animate(loaded=...)`.
-    """
-    loaded = pipeline.load_sources(paths, info)
-    st = settings if settings is not None else FinetuneSettings(steps=steps)
-    person, hit = person_for(pipeline.renderer, loaded, st, bar)
-    if hit and info is not None:
-        info(f"fine-tuning: {steps} steps on these sources were done before; using the cached result")
-    apply_person(pipeline.renderer, person)
-    return loaded
-
-
-def default_steps(device: str, table: dict[str, int] = DEFAULT_STEPS) -> int:
-    return table.get(torch.device(device).type, 0)
-
-
-__all__ = [
-    "FinetuneSettings",
-    "Person",
-    "apply_person",
-    "cache_dir",
-    "cache_key",
-    "finetune",
-    "finetune_renderer",
-    "load_person",
-    "person_for",
-    "finetune_pipeline",
-    "use_person_file",
-    "save_person",
-]
