@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from animate_portrait.training.dataset import EpisodeSampler, FrameBank, decode_mp4
-from animate_portrait.training.train import TrainConfig, mouth_l1, sample_k, train
+from animate_portrait.training.losses import mouth_l1
+from animate_portrait.training.train import TrainConfig, sample_k, train
 from test_models import face_points
 
 SMALL_MODEL = {

