@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import face, motion, video
+from . import face, video
 from .errors import InputError
-from .pipeline import RENDER_BATCH, AnimateResult, Pipeline
+from .pipeline import AnimateResult, Pipeline
 from .types import Motion, SourceFace
 
 # What one bad portrait may raise; anything else is a bug and stops the batch (exit 3).
@@ -98,15 +98,7 @@ def animate_group(pipeline: Pipeline, jobs: Sequence[tuple[Path, Path]], driving
 
 def _chunks(pipeline: Pipeline, leads: list[SourceFace], driving: Motion):
     """(P, t, size, size, 3) crops per chunk of t driver frames, retargeted onto each portrait."""
-    relative = pipeline.config.relative
-    points, neutral = pipeline.driving_points(driving)
-    batch = RENDER_BATCH
-    for start in range(0, len(points), batch):
-        # Retargeted against the driver's neutral face, chunk by chunk, as Pipeline.render_frames does
-        chunk = points[start : start + batch]
-        targets = np.stack(
-            [motion.retarget(lead.points, chunk, relative=relative, reference=neutral) for lead in leads]
-        )
+    for targets in pipeline.targets(leads, driving):
         yield render_group(pipeline, leads, targets)
 
 

@@ -151,22 +151,28 @@ class Pipeline:
         return motion.analyse_driver(driver, self.detector, self.config.max_frames, on_frame)
 
     # --- the run ------------------------------------------------------------------------------
-    def driving_points(self, driving: Motion) -> tuple[np.ndarray, np.ndarray]:
-        """The driver frames this run uses (--max-frames) and their neutral face (neutral_reference)."""
+    def targets(self, leads: Sequence[SourceFace], driving: Motion) -> Iterator[np.ndarray]:
+        """(P, t, 68, 2) crop px: the driver's frames (up to --max-frames) retargeted onto each portrait,
+        RENDER_BATCH frames at a time so memory stays flat in video length. Relative motion is measured
+        against the driver's neutral face (motion.neutral_reference), found once over all its frames."""
         n = self.config.max_frames or len(driving.points)
-        points, found = driving.points[:n], driving.found[:n]
-        return points, motion.neutral_reference(points, found)
+        points = driving.points[:n]
+        neutral = motion.neutral_reference(points, driving.found[:n])
+        for start in range(0, len(points), RENDER_BATCH):
+            chunk = points[start : start + RENDER_BATCH]
+            yield np.stack(
+                [
+                    motion.retarget(lead.points, chunk, relative=self.config.relative, reference=neutral)
+                    for lead in leads
+                ]
+            )
 
     def render_frames(self, sources: Sequence[SourceFace], driving: Motion) -> Iterator[np.ndarray]:
         """Frames of the face crop (or of the whole picture), one driver frame at a time."""
         lead = sources[0]
-        points, neutral = self.driving_points(driving)
         renderer = self.renderer
         renderer.prepare(sources)
-        for start in range(0, len(points), RENDER_BATCH):
-            # Retarget batch by batch against the driver's neutral face: memory stays flat in video length.
-            chunk = points[start : start + RENDER_BATCH]
-            targets = motion.retarget(lead.points, chunk, relative=self.config.relative, reference=neutral)
+        for (targets,) in self.targets([lead], driving):
             for rendered in renderer.render(targets):
                 if self.config.crop_only:
                     yield rendered

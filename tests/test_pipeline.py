@@ -1,0 +1,42 @@
+"""pipeline.py: the targets every renderer gets (retargeting chunk by chunk against the neutral face)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from animate_portrait import motion, pipeline
+from animate_portrait.types import Crop, Motion, RenderConfig, SourceFace
+from test_motion import FACE, closed_portrait, open_mouth, similar
+
+
+def _lead(points: np.ndarray) -> SourceFace:
+    blank = np.zeros((256, 256, 3), np.uint8)
+    return SourceFace(Path("p.png"), blank, Crop((128.0, 128.0), 256.0, 256), blank, points)
+
+
+def test_targets_follow_a_driver_that_starts_mid_word_in_chunks(monkeypatch) -> None:
+    """Frame 0 wide open, then shut, then opening again; the chunks are smaller than the driver, and the
+    neutral face (where the mouth is shut) is found over all frames, not per chunk."""
+    monkeypatch.setattr(pipeline, "RENDER_BATCH", 3)
+    d0 = similar(FACE, 0.7, -5, (40, 10))
+    iod = float(np.linalg.norm(d0[45] - d0[36]))
+    frames = [open_mouth(d0, 0.3 * iod), d0, d0, d0, open_mouth(d0, 0.1 * iod), open_mouth(d0, 0.2 * iod)]
+    driving = Motion(np.stack(frames), np.ones(6, bool), 25.0, (640, 480))
+    leads = [_lead(closed_portrait()), _lead(similar(closed_portrait(), 0.8, 3, (5, 5)))]
+    chunks = list(pipeline.Pipeline(RenderConfig(engine="warp")).targets(leads, driving))
+    assert [c.shape for c in chunks] == [(2, 3, 68, 2), (2, 3, 68, 2)]
+    opening = motion.mouth_opening(np.concatenate(chunks, axis=1))  # (P, T)
+    np.testing.assert_allclose(opening[:, 1:4], 0, atol=0.01)
+    np.testing.assert_allclose(opening[:, 4], 0.1, atol=0.01)
+    np.testing.assert_allclose(opening[:, 5], 0.2, atol=0.01)
+    assert (opening[:, 0] > 0.25).all()
+
+
+def test_targets_stop_at_max_frames() -> None:
+    driving = Motion(np.repeat(FACE[None], 10, 0), np.ones(10, bool), 25.0, (640, 480))
+    config = RenderConfig(engine="warp", max_frames=4)
+    chunks = list(pipeline.Pipeline(config).targets([_lead(FACE)], driving))
+    assert sum(c.shape[1] for c in chunks) == 4
+    np.testing.assert_allclose(np.concatenate(chunks, axis=1)[0], np.repeat(FACE[None], 4, 0), atol=1e-3)
