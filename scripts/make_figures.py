@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from animate_portrait import motion
 from animate_portrait.assets import demo_motion_path, demo_portrait_path
 from animate_portrait.pipeline import Pipeline
 from animate_portrait.sketch import draw_sketch
@@ -30,7 +29,7 @@ def main(out: Path = Path("docs/engines.png")) -> None:
         pipeline = Pipeline(RenderConfig(engine=engine, crop_only=True, device="cpu"))
         source = pipeline.load_source(demo_portrait_path())
         driving = pipeline.analyse(demo_motion_path())
-        targets = motion.retarget(source.points, driving.points[FRAMES], relative=True)
+        targets = np.concatenate(list(pipeline.targets([source], driving)), axis=1)[0, FRAMES]
         if not rows:
             rows.append(np.concatenate([draw_sketch(t, 256) for t in targets], axis=1))
         pipeline.renderer.prepare([source])
