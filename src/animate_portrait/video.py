@@ -404,8 +404,8 @@ def _temp_owner(name: str) -> str | None:
 
 
 def sweep_temp_files(outputs: Iterable[Path]) -> None:
-    """Delete the temp files (temp_path) that a killed worker left beside
-    these outputs (a Ray retry writes its own; a worker stopped on Ctrl-C may be killed mid-clean-up).
+    """Delete the temp files (temp_path) that a killed worker left beside these outputs (a Ray retry
+    writes its own; a worker stopped on Ctrl-C may be killed mid-clean-up).
     Call it only once the batch's workers have ended: none of these files is being written then.
     One listing per folder, not one per output: a folder of a shared filesystem may hold thousands."""
     by_folder: dict[Path, set[str]] = {}
