@@ -17,6 +17,8 @@
 # (they had drifted to ~60: tanh saturated), a penalty on |mask logit| > 4 and a mouth-box L1. On CPU
 # (256², batch 4, 1.5 s/step) the decoder's own L1 fell from 0.77 to 0.12 in 380 steps and the mean mask
 # from 0.98 to 0.92: the decoder learns and is used again. Without the RGB rescale it stayed at 1.2.
+# Carried on to 3,951 CPU steps (k_max 4 to fit the CPU; 109 min), it tied the shipped model on `evaluate`
+# (1-shot slightly better, 8-shot slightly worse), so it was not shipped: the GPU burst keeps k_max 8.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:-runs/gpu_out}
