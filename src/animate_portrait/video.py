@@ -313,11 +313,8 @@ class VideoWriter:
         try:
             self._thread = threading.Thread(target=self._feed, name="animate-portrait-writer", daemon=True)
             self._thread.start()
-        except BaseException:  # a Ctrl-C here: `with` never calls __exit__, so clean up now
-            self._proc.kill()
-            self._proc.wait()
-            self._errlog.close()
-            self.tmp.unlink(missing_ok=True)
+        except BaseException as err:  # a Ctrl-C here: `with` never calls __exit__, so call it now
+            self.__exit__(type(err), err, err.__traceback__)
             raise
         return self
 
