@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from ..models import Discriminator, Embedder, Generator, ModelConfig
 from ..models.blocks import rasterise_sketch, to_unit
 from ..models.perceptual import find_mobilenet, load_mobilenet, perceptual_l1
-from .dataset import Augment, EpisodeSampler, FrameBank
+from .dataset import Augment, Episode, EpisodeSampler, FrameBank
 from .losses import adversarial_g, feature_matching, hinge_d, match_loss, mouth_l1
 from .run_files import export, init_from, load_checkpoint, save_checkpoint, save_grid
 
@@ -191,9 +191,6 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
                 break
             k = sample_k(cfg.k_max, gen)
             ep = sampler.sample(cfg.batch, k, gen)
-            b = cfg.batch
-            y_s = rasterise_sketch(ep.src_pts.flatten(0, 1), s).view(b, k, 3, s, s)
-            y_t = rasterise_sketch(ep.tgt_pts, s)
             if adv_from is None and elapsed >= cfg.adv_start_frac * cfg.minutes * 60:
                 adv_from = step
                 print(f"adversarial phase from step {step}", flush=True)
@@ -204,10 +201,7 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
             E.train(), G.train(), D.train()
             D.requires_grad_(False)
             with amp:
-                e_hat = E(ep.src, y_s)  # ê: mean over the K sources
-                psi = G.psi(e_hat)  # ψ̂ = P·ê
-                src = G.encode_sources(ep.src, y_s, to_unit(ep.src_pts, s))
-                fake, aux = G(y_t, to_unit(ep.tgt_pts, s), psi, src)
+                fake, aux, e_hat, y_t = _generate(E, G, ep, s)
                 l1 = (fake.float() - ep.tgt).abs().mean()
                 lp = perceptual_l1(perc, fake, ep.tgt)
                 loss_g = cfg.w_l1 * l1 + cfg.w_perc * lp
@@ -298,6 +292,20 @@ class _nullctx:
         return None
 
 
+def _generate(
+    E: Embedder, G: Generator, ep: Episode, s: int
+) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
+    """One episode batch through E and G: (x̂, G's aux outputs, ê, the target sketches y_t)."""
+    b, k = ep.src.shape[:2]
+    y_s = rasterise_sketch(ep.src_pts.flatten(0, 1), s).view(b, k, 3, s, s)
+    y_t = rasterise_sketch(ep.tgt_pts, s)
+    e_hat = E(ep.src, y_s)  # ê: mean over the K sources
+    psi = G.psi(e_hat)  # ψ̂ = P·ê
+    src = G.encode_sources(ep.src, y_s, to_unit(ep.src_pts, s))
+    fake, aux = G(y_t, to_unit(ep.tgt_pts, s), psi, src)
+    return fake, aux, e_hat, y_t
+
+
 @torch.no_grad()
 def _rgb_logit_scale(
     E: Embedder, G: Generator, sampler: EpisodeSampler, cfg: TrainConfig, gen: torch.Generator
@@ -306,16 +314,7 @@ def _rgb_logit_scale(
     that tanh passes gradient again (a data-dependent re-initialisation of the last layer, as LSUV)."""
     seen: dict[str, torch.Tensor] = {}
     hook = G.out2.register_forward_hook(lambda m, i, o: seen.setdefault("o", o.detach()))
-    ep = sampler.sample(cfg.batch, 1, gen)
-    s, b = cfg.size, cfg.batch
-    y_s = rasterise_sketch(ep.src_pts.flatten(0, 1), s).view(b, 1, 3, s, s)
-    src = G.encode_sources(ep.src, y_s, to_unit(ep.src_pts, s))
-    G(
-        rasterise_sketch(ep.tgt_pts, s),
-        to_unit(ep.tgt_pts, s),
-        G.psi(E(ep.src, y_s)),
-        src,
-    )
+    _generate(E, G, sampler.sample(cfg.batch, 1, gen), cfg.size)
     hook.remove()
     std = float(seen["o"][:, :3].float().std())
     print(
