@@ -195,7 +195,7 @@ def test_mask_penalty_and_mouth_loss_are_logged(cache: Path, tmp_path: Path) -> 
 
 
 def test_restart_from_weights_with_the_mask_reset(cache: Path, tmp_path: Path) -> None:
-    """--init W --reset-mask: the first step sees m = 0.5 and unsaturated decoder logits (std 0.5)."""
+    """--init W --reset-mask: the first step sees m = 0.5 (the decoder rescale itself: test_models)."""
     base = TrainConfig(size=32, batch=2, k_max=2, steps=2, adv_start=100, log_every=1, sample_every=100,
                        device="cpu", model=SMALL_MODEL, seed=4)  # fmt: skip
     weights = train(cache, tmp_path / "first", base)
