@@ -10,6 +10,7 @@ import torch
 
 from animate_portrait.models import Discriminator, Embedder, Generator, ModelConfig
 from animate_portrait.models.blocks import MIRROR, SEGMENTS, rasterise_sketch, to_unit, tps_grid
+from animate_portrait.models.generator import SourceState, match_logits
 from animate_portrait.models.perceptual import MobileNetV2Features, perceptual_l1
 
 TINY = ModelConfig(
@@ -179,3 +180,47 @@ def test_reset_mask_unsaturates_the_blend_but_keeps_the_decoded_image() -> None:
         G.reset_mask(rgb_scale=0.01)
         _, alive = G(*args, G.encode_sources(x, y, to_unit(pts, s)))
     assert float(dead["decoded"].max()) < -0.999 < float(alive["decoded"].min())
+
+
+def test_source_match_moves_the_fusion_to_the_source_that_looks_like_the_target() -> None:
+    """Two sources, mouth closed and mouth open, each a flat colour: with `match` the open-mouth target
+    takes its warped pixels mostly from the open-mouth source; without it the flow net's (here untrained,
+    equal) confidences mix them half and half. The bias grows smoothly with the distance, and K = 1 is
+    untouched, and a source only shifted, scaled or rolled (what the warp does without loss) is not
+    penalised for it."""
+    torch.manual_seed(2)
+    s = TINY.size
+    G = Generator(TINY).eval()
+    pts = torch.from_numpy(np.stack([face_points(s, 0.0), face_points(s, 0.2)]))[None]  # (1, 2, 68, 2)
+    x = torch.stack([torch.full((3, s, s), -1.0), torch.full((3, s, s), 1.0)])[
+        None
+    ]  # closed dark, open light
+    tgt = torch.from_numpy(face_points(s, 0.2))[None]
+    with torch.no_grad():
+        src = G.encode_sources(x, rasterise_sketch(pts[0], s)[None], to_unit(pts, s))
+        psi = G.psi(torch.zeros(1, TINY.emb_dim))
+        args = (rasterise_sketch(tgt, s), to_unit(tgt, s), psi, src)
+        plain = float(G(*args)[1]["warped"].mean())
+        matched = float(G(*args, match=30.0)[1]["warped"].mean())
+    assert abs(plain) < 0.1 and matched > 0.5, (plain, matched)
+
+    bias = match_logits(to_unit(pts, s), to_unit(tgt, s), 30.0)
+    assert abs(float(bias[0, 1])) < 1e-4 and bias[0, 0] < -1  # the identical source is not penalised
+    c, turn = s / 2, torch.tensor(0.2)
+    rot = torch.tensor([[torch.cos(turn), -torch.sin(turn)], [torch.sin(turn), torch.cos(turn)]])
+    moved = (pts - c) @ rot.T * 1.3 + c + torch.tensor([3.0, -2.0])  # the same faces shifted, scaled, rolled
+    assert torch.allclose(match_logits(to_unit(moved, s), to_unit(tgt, s), 30.0), bias, atol=1e-3)
+    nearer = match_logits(to_unit(pts, s), to_unit(torch.from_numpy(face_points(s, 0.19))[None], s), 30.0)
+    assert float((nearer - bias).abs().max()) < 0.25 * float(-bias[0, 0])  # a small move, a small change
+
+    one = SourceState(
+        src.img[:, :1],
+        src.img_q[:, :1],
+        src.sketch_q[:, :1],
+        [f[:, :1] for f in src.feats],
+        src.points[:, :1],
+    )
+    with torch.no_grad():
+        a, _ = G(*args[:3], one)
+        b, _ = G(*args[:3], one, match=30.0)
+    assert torch.equal(a, b)

@@ -27,6 +27,11 @@ from ..weights import DEFAULT_WEIGHTS, load_weights
 from .base import check_sources, check_targets
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+# K > 1: how strongly G's fusion favours the sources whose face shape is closest to each target frame
+# (models/generator.py, match_logits); 0 is the meta-trained fusion alone. Chosen among 0, 30, 100, 300 on
+# 9 training clips and the 5 usable `wide` clips, never on the evaluation clips (README, "Few-shot"): the
+# best perceptual and identity distances that did not cost face SSIM.
+SOURCE_MATCH = 100.0
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -45,6 +50,7 @@ class NeuralRenderer:
 
     `batch`: images per forward pass (default 8 on a CPU, where bigger batches only spill caches, 128 on
     a GPU). `compile`: run G through torch.compile (minutes of warm-up, then faster kernels on a GPU).
+    `match`: with several sources, favour those that look like the target frame (SOURCE_MATCH).
     """
 
     groups = True  # several portraits per forward pass: prepare_group / render_group (group.py)
@@ -58,6 +64,7 @@ class NeuralRenderer:
         precision: str = "auto",
         channels_last: bool | None = None,
         compile: bool = False,
+        match: float = SOURCE_MATCH,
     ) -> None:
         self.size = size
         self.device = torch.device(device)
@@ -77,6 +84,7 @@ class NeuralRenderer:
         self._group: tuple[torch.Tensor, SourceState] | None = None  # ψ̂ (P, n) and sources (P, K, …)
         self._expanded: tuple[int, torch.Tensor, SourceState] | None = None  # the group, t frames each
         self.person = None  # a fine-tuned person (training/finetune.py): ψ′ replaces P·ê
+        self.match = match
 
     def use_person(self, person) -> None:
         """Render with a fine-tuned person: its G tensors go into G, its ψ′ replaces ψ̂ = P·ê."""
@@ -137,7 +145,7 @@ class NeuralRenderer:
             y = y.contiguous(memory_format=torch.channels_last)
         enabled = self.dtype is not None
         with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=enabled):
-            out, _ = self._g(y, to_unit(pts, s), psi, state)
+            out, _ = self._g(y, to_unit(pts, s), psi, state, self.match)
         out = out.float()
         if self.size != s:
             out = F.interpolate(out, size=(self.size, self.size), mode="bilinear", antialias=True)
