@@ -185,16 +185,15 @@ def test_reset_mask_unsaturates_the_blend_but_keeps_the_decoded_image() -> None:
 def test_source_match_moves_the_fusion_to_the_source_that_looks_like_the_target() -> None:
     """Two sources, mouth closed and mouth open, each a flat colour: with `match` the open-mouth target
     takes its warped pixels mostly from the open-mouth source; without it the flow net's (here untrained,
-    equal) confidences mix them half and half. The bias grows smoothly with the distance, and K = 1 is
-    untouched, and a source only shifted, scaled or rolled (what the warp does without loss) is not
-    penalised for it."""
+    equal) confidences mix them half and half. A source only shifted, scaled or rolled (what the warp does
+    without loss) is not penalised for it, the bias changes little for a small move, and K = 1 is
+    untouched."""
     torch.manual_seed(2)
     s = TINY.size
     G = Generator(TINY).eval()
     pts = torch.from_numpy(np.stack([face_points(s, 0.0), face_points(s, 0.2)]))[None]  # (1, 2, 68, 2)
-    x = torch.stack([torch.full((3, s, s), -1.0), torch.full((3, s, s), 1.0)])[
-        None
-    ]  # closed dark, open light
+    # the closed-mouth source is dark, the open-mouth one light
+    x = torch.stack([torch.full((3, s, s), -1.0), torch.full((3, s, s), 1.0)])[None]
     tgt = torch.from_numpy(face_points(s, 0.2))[None]
     with torch.no_grad():
         src = G.encode_sources(x, rasterise_sketch(pts[0], s)[None], to_unit(pts, s))

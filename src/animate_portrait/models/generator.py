@@ -9,7 +9,8 @@ sees the sources themselves, moved into the target pose:
    anchors) gives a dense backward flow, at size/4;
 2. a small U-Net (`FlowNet`) refines that flow and predicts a confidence per source and pixel;
 3. the source encoder's features (size/2, /4, /8) are warped by the refined flow, and the K sources are
-   fused per pixel by a softmax over their confidences;
+   fused per pixel by a softmax over their confidences (at render time plus a bias towards the sources
+   whose face shape is closest to the target's, `match_logits`);
 4. the decoder (AdaIN from ψ̂ = P·ê) combines the warped features with the target-sketch encoding and
    outputs an image and a blend mask m; the frame is  x̂ = m · warped source + (1 − m) · decoded.
 
