@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -109,19 +109,11 @@ def person_for(
             return load_person(path, renderer.G, sha), True
         except InputError:
             pass  # a damaged cache entry: redo the work and overwrite it
-    with bar("fine-tuning", settings.steps) if bar else _nobar() as step:
+    with bar("fine-tuning", settings.steps) if bar else nullcontext(lambda n=1: None) as step:
         person = finetune_renderer(renderer, sources, settings, on_step=step)
     if use_cache:
         save_person(path, person)
     return person, False
-
-
-class _nobar:
-    def __enter__(self) -> Callable[[int], None]:
-        return lambda n=1: None
-
-    def __exit__(self, *a: object) -> None:
-        return None
 
 
 def apply_person(renderer: NeuralRenderer, person: Person | None) -> None:

@@ -25,6 +25,7 @@ import json
 import math
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -181,7 +182,7 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
     prog = _Progress(cfg.steps, step)
     t0 = time.time()
     last_ckpt = t0
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.amp) else _nullctx()
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.amp) else nullcontext()
     s = cfg.size
     ema: dict[str, float] = {}
     try:
@@ -282,14 +283,6 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
         save_grid(out / "samples" / f"step_{step:06d}.png", ep.src, y_t, fake, ep.tgt)
     print(f"done: {step} steps, {total:.0f} s", flush=True)
     return export(out, nets, mcfg, step, total, bank, cfg, str(dev), adv_start=adv_from)
-
-
-class _nullctx:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: object) -> None:
-        return None
 
 
 def _generate(
