@@ -10,7 +10,7 @@
 #   4. copy the fp16 weights (split in <16 MiB parts) + cards (final, and the warm-up snapshot taken when the
 #      adversarial phase starts), the loss log and the last sample grid into $OUT (8 files).
 # Environment knobs: MINUTES (default 6.5), BUDGET (505 s for the whole script), BATCH (48), CACHE (cache/train),
-# OUT (runs/gpu_out), DEVICE, EXTRA.
+# OUT (runs/gpu_out), DEVICE, EXTRA, SMOKE (1; 0 skips step 2 once the path is known to work).
 # The next burst for issue #3 (the shipped model's blend mask saturated at 1, so its decoder never draws):
 #   EXTRA='--init weights/neural.safetensors --reset-mask true --w-mask 1 --w-mouth 10' bash scripts/gpu_train.sh
 # restarts from the shipped weights with the mask at 0.5 and the decoder's RGB logits rescaled to std 0.5
@@ -39,17 +39,14 @@ echo "cache: $(ls "$CACHE"/*.npz | wc -l) clips, $(du -sh "$CACHE" | cut -f1)"
 # shellcheck disable=SC2206
 COMMON=(--device "${DEVICE:-cuda}" --batch "$BATCH" --mobilenet "$MOBILENET" --log-every 10 ${EXTRA:-})
 
-echo "== smoke (30 s, 4 clips)"
-rm -rf runs/smoke
-timeout 150 python3 -m animate_portrait.training.train "$CACHE" --out runs/smoke --max-clips 4 \
-    --minutes 0.5 --steps 100000 --adv-start 20 --sample-every 100000 "${COMMON[@]}" 2>&1 | tail -n 8
-if [ ! -f runs/smoke/weights/neural.safetensors ]; then
-    echo "smoke run failed"; exit 1
-fi
-# the whole script must end inside BUDGET seconds (the device call's limit, less a margin): shrink the
-# main run if the smoke took long; 60 s are kept for loading the data and exporting
-LEFT=$(( BUDGET - ( $(date +%s) - T0 ) - 60 ))
-MINUTES=$(python3 -c "print(round(max(min($MINUTES, $LEFT / 60), 0.5), 2))")
+if [ "${SMOKE:-1}" = 1 ]; then
+    echo "== smoke (30 s, 4 clips)"
+    rm -rf runs/smoke
+    timeout 150 python3 -m animate_portrait.training.train "$CACHE" --out runs/smoke --max-clips 4 \
+        --minutes 0.5 --steps 100000 --adv-start 20 --sample-every 100000 "${COMMON[@]}" 2>&1 | tail -n 8
+    if [ ! -f runs/smoke/weights/neural.safetensors ]; then
+        echo "smoke run failed"; exit 1
+    fi
 python3 - <<'EOF'
 import json
 rows = [json.loads(l) for l in open("runs/smoke/log.jsonl")]
@@ -58,6 +55,11 @@ if len(late) > 1:
     rate = (late[-1]["step"] - late[0]["step"]) / max(late[-1]["time_s"] - late[0]["time_s"], 1e-3)
     print(f"smoke: {rows[-1]['step']} steps, {rate:.2f} steps/s after warm-up; last {rows[-1]}")
 EOF
+fi
+# the whole script must end inside BUDGET seconds (the device call's limit, less a margin): shrink the
+# main run if the smoke took long; 60 s are kept for loading the data and exporting
+LEFT=$(( BUDGET - ( $(date +%s) - T0 ) - 60 ))
+MINUTES=$(python3 -c "print(round(max(min($MINUTES, $LEFT / 60), 0.5), 2))")
 
 echo "== main ($MINUTES min)"
 timeout $(( LEFT + 45 )) python3 -m animate_portrait.training.train "$CACHE" --out runs/gpu \
