@@ -158,6 +158,29 @@ def test_train_is_deterministic_with_a_seed(cache: Path, tmp_path: Path) -> None
     assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in lb]
 
 
+def test_init_from_shipped_weights_gives_the_shipped_discriminator(tmp_path: Path) -> None:
+    """Training from a shipped file (spectral norm folded there) starts with the shipped D's scores: the
+    raw weights' σ is settled at load, not left to random power-iteration vectors."""
+    from animate_portrait.models import Discriminator, Embedder, Generator
+    from animate_portrait.training.run_files import init_from
+    from animate_portrait.weights import load_weights, save_weights
+    from test_models import TINY
+
+    torch.manual_seed(0)
+    path = tmp_path / "shipped.safetensors"
+    save_weights(path, {"E": Embedder(TINY), "G": Generator(TINY), "D": Discriminator(TINY)}, TINY)
+    _, shipped, _ = load_weights(path, "cpu", parts=("D",))
+    torch.manual_seed(1)
+    E, G, D = Embedder(TINY), Generator(TINY), Discriminator(TINY)
+    init_from(path, E, G, D)
+    s = TINY.size
+    x, y = torch.rand(2, 3, s, s) * 2 - 1, torch.rand(2, 3, s, s)
+    with torch.no_grad():
+        r0 = shipped["D"](x, y, torch.tensor([0, 1]))[0]
+        r1 = D.eval()(x, y, torch.tensor([0, 1]))[0]
+    assert torch.allclose(r0, r1, rtol=5e-2, atol=5e-3), (r0, r1)
+
+
 def test_mouth_l1_counts_only_the_mouth_box() -> None:
     """An error inside the mouth box counts fully; the same error elsewhere does not count at all."""
     s = 64

@@ -47,6 +47,21 @@ def test_round_trip_fp16_and_card(saved: tuple[Path, dict]) -> None:
     assert torch.allclose(d0, d1, rtol=2e-2, atol=2e-2)
 
 
+def test_folded_weights_do_not_depend_on_whether_d_ever_ran(tmp_path: Path) -> None:
+    """A spectral-norm D saved before any forward pass (random power-iteration vectors) is folded by its
+    true σ: every folded weight has spectral norm 1, as after training."""
+    torch.manual_seed(0)
+    path = tmp_path / "fresh.safetensors"
+    save_weights(path, {"D": Discriminator(TINY)}, TINY)
+    _, loaded, _ = load_weights(path, "cpu", parts=("D",))
+    norms = [
+        float(torch.linalg.matrix_norm(m.weight.detach().float().flatten(1), 2))
+        for m in loaded["D"].modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
+    assert len(norms) > 5 and all(abs(n - 1) < 0.02 for n in norms), norms
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not found"):
         load_weights(tmp_path / "nope.safetensors")

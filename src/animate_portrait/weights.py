@@ -53,13 +53,34 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def settle_spectral_norm(net: nn.Module, iterations: int = 30) -> None:
+    """Run power iterations until each spectral-norm σ estimate has converged for the current weights.
+
+    Spectral norm updates its vectors u, v once per forward pass in training mode. A net whose forward
+    has not run since its weights were set (D after `init_from`, through a warm-up without the adversarial
+    phase) still holds random vectors, and W/σ read with them is off by orders of magnitude (one warm-up
+    snapshot's D came out ×20–×4,000 and wrecked fine-tuning). Reading a parametrized weight in training
+    mode runs one iteration, which is all this does; on converged vectors it changes nothing.
+    """
+    was_training = net.training
+    net.train()
+    with torch.no_grad():
+        for m in net.modules():
+            if nn.utils.parametrize.is_parametrized(m):
+                for pname in m.parametrizations.keys():
+                    for _ in range(iterations):
+                        getattr(m, pname)
+    net.train(was_training)
+
+
 def plain_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
     """The net's state dict with spectral norm folded in (parametrized weights become plain ones).
 
-    Computed by reading each parametrized weight in eval mode (W/σ with the stored power-iteration
-    vectors), not by `remove_parametrizations` on a deep copy: the copy shares its parametrized class
-    with the original, and removing the parametrization there breaks the original module.
+    Computed by reading each parametrized weight in eval mode (W/σ with converged power-iteration
+    vectors, see `settle_spectral_norm`), not by `remove_parametrizations` on a deep copy: the copy shares
+    its parametrized class with the original, and removing the parametrization there breaks the original.
     """
+    settle_spectral_norm(net)
     out = {k: v for k, v in net.state_dict().items() if ".parametrizations." not in k}
     was_training = net.training
     net.eval()

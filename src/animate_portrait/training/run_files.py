@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..models import Discriminator, Embedder, Generator, ModelConfig
-from ..weights import save_weights
+from ..weights import save_weights, settle_spectral_norm
 from .dataset import FrameBank
 
 LICENCES = (
@@ -114,6 +114,7 @@ def init_from(path: Path, E: Embedder, G: Generator, D: Discriminator) -> None:
             if kk in own and own[kk].shape == v.shape:
                 own[kk].copy_(v.float())
         net.load_state_dict(own)
+        settle_spectral_norm(net)  # σ of the loaded weights (≈ 1: they are folded), not of random vectors
 
 
 def export(
