@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from animate_portrait.models import Discriminator, Embedder, Generator
 from animate_portrait.training.dataset import EpisodeSampler, FrameBank, decode_mp4
 from animate_portrait.training.losses import mouth_l1
+from animate_portrait.training.run_files import init_from
 from animate_portrait.training.train import TrainConfig, sample_k, train
-from test_models import face_points
+from animate_portrait.weights import load_weights, save_weights
+from test_models import TINY, face_points
 
 SMALL_MODEL = {
     "emb_dim": 16,
@@ -161,11 +164,6 @@ def test_train_is_deterministic_with_a_seed(cache: Path, tmp_path: Path) -> None
 def test_init_from_shipped_weights_gives_the_shipped_discriminator(tmp_path: Path) -> None:
     """Training from a shipped file (spectral norm folded there) starts with the shipped D's scores: the
     raw weights' σ is settled at load, not left to random power-iteration vectors."""
-    from animate_portrait.models import Discriminator, Embedder, Generator
-    from animate_portrait.training.run_files import init_from
-    from animate_portrait.weights import load_weights, save_weights
-    from test_models import TINY
-
     torch.manual_seed(0)
     path = tmp_path / "shipped.safetensors"
     save_weights(path, {"E": Embedder(TINY), "G": Generator(TINY), "D": Discriminator(TINY)}, TINY)
