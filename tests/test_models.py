@@ -104,6 +104,28 @@ def test_embedder_generator_discriminator_shapes(k: int) -> None:
     assert G.P.weight.grad is not None and E.trunk.blocks[0].conv1.weight.grad is not None
 
 
+def test_discriminator_per_location_scores_are_the_terms_of_its_score() -> None:
+    """D's map (TrainConfig.d_patch) holds one score per location; their sum, less the b repeated at every
+    location but one, is the paper's r. Ids pick different columns W_i, so the maps differ by image."""
+    torch.manual_seed(1)
+    cfg = ModelConfig.from_dict({**TINY.to_dict(), "size": 128})  # a 4×4 last map
+    s = cfg.size
+    D = Discriminator(cfg).eval()  # eval: spectral norm's power iteration must not move between calls
+    with torch.no_grad():
+        D.b.fill_(0.3)
+        D.w0.normal_()
+    x = torch.rand(2, 3, s, s) * 2 - 1
+    y = rasterise_sketch(torch.from_numpy(face_points(s))[None].repeat(2, 1, 1), s)
+    ids = torch.tensor([1, 2])
+    r, _ = D(x, y, ids)
+    r_map, feats = D(x, y, ids, per_location=True)
+    assert r_map.shape == (2, *feats[-1].shape[-2:])
+    hw = r_map.shape[1] * r_map.shape[2]
+    assert hw == 16
+    assert torch.allclose(r_map.sum((1, 2)) - (hw - 1) * 0.3, r, atol=1e-4)
+    assert float(r_map.flatten(1).std(1).min()) > 0
+
+
 def test_generator_starts_near_the_warped_source() -> None:
     """At initialisation the flow is the TPS warp and the blend mask is undecided (m = 0.5)."""
     torch.manual_seed(0)

@@ -226,6 +226,27 @@ def test_restart_from_weights_with_the_mask_reset(cache: Path, tmp_path: Path) -
     assert log[0]["mask"] == pytest.approx(0.5, abs=1e-3)
 
 
+def test_d_pretraining_moves_only_d_and_is_logged(cache: Path, tmp_path: Path) -> None:
+    """--d-pretrain N: N D-only steps when the adversarial phase starts (here at step 1 of 2), with the
+    per-location hinge (--d-patch). They are logged with D's accuracy; E and G are not touched by them."""
+    base = TrainConfig(size=32, batch=2, k_max=2, steps=1, adv_start=1, log_every=1, sample_every=100,
+                       device="cpu", model=SMALL_MODEL, seed=5, export_warmup=False)  # fmt: skip
+    first = train(cache, tmp_path / "run", base)
+    before = load_weights(first, torch.device("cpu"), parts=("E", "G", "D"))[1]
+    go_on = TrainConfig(**{**base.__dict__, "steps": 2, "d_pretrain": 3, "d_patch": True, "lr_g": 0.0})
+    after = load_weights(train(cache, tmp_path / "run", go_on), torch.device("cpu"), parts=("E", "G", "D"))[1]
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    pre = [r for r in log if "d_pretrain" in r]
+    assert [r["d_pretrain"] for r in pre] == [1, 2, 3]
+    assert all(np.isfinite(r["d"]) and 0.0 <= r["acc"] <= 1.0 for r in pre)
+    assert "d" in log[-1] and log[-1]["step"] == 2  # the adversarial step after them
+    # lr_g = 0: whatever changed in E and G would be the pre-training's doing; D must have moved
+    for name in ("E", "G"):
+        assert all(torch.equal(v, after[name].state_dict()[k]) for k, v in before[name].state_dict().items())
+    moved = [not torch.equal(v, after["D"].state_dict()[k]) for k, v in before["D"].state_dict().items()]
+    assert any(moved)
+
+
 @pytest.mark.slow
 @pytest.mark.shared
 def test_prepare_a_real_clip(shared_data: Path, tmp_path: Path) -> None:

@@ -29,8 +29,8 @@ from .base import check_sources, check_targets
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 # K > 1: how strongly G's fusion favours the sources whose face shape is closest to each target frame
 # (models/generator.py, match_logits); 0 is the meta-trained fusion alone. Chosen among 0, 30, 100, 300 on
-# 9 training clips and the 5 usable `wide` clips, never on the evaluation clips (docs/RESULTS.md, "Few-shot"): the
-# best perceptual and identity distances that did not cost face SSIM.
+# 9 training clips and the 5 usable `wide` clips, never on the evaluation clips (docs/RESULTS.md,
+# "Few-shot"): the best perceptual and identity distances that did not cost face SSIM.
 SOURCE_MATCH = 100.0
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 

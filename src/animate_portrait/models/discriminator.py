@@ -32,12 +32,19 @@ class Discriminator(nn.Module):
         init_weights(self.extra)
 
     def forward(
-        self, x: torch.Tensor, y: torch.Tensor, i: torch.Tensor
+        self, x: torch.Tensor, y: torch.Tensor, i: torch.Tensor, per_location: bool = False
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """x (B,3,H,W) in [-1,1], y (B,3,H,W) sketch in [0,1], i (B,) video ids → (r (B,), features)."""
+        """x (B,3,H,W) in [-1,1], y (B,3,H,W) sketch in [0,1], i (B,) video ids → (r (B,), features).
+
+        `per_location`: r as a map (B, h, w) over D's last feature map, one score per location
+        (relu(h)ᵀ(W_i + w₀) + b): the terms whose sum, less the repeated b, is the paper's r. A hinge on
+        each of them keeps a margin per image region (see TrainConfig.d_patch)."""
         feats = self.trunk(torch.cat([x, y * 2 - 1], 1))
         h = self.extra(feats[-1])
         feats.append(h)
+        proj = self.W[i] + self.w0  # (B, C)
+        if per_location:
+            return (F.relu(h) * proj[:, :, None, None]).sum(1) + self.b, feats
         v = F.relu(h).sum(dim=(2, 3))  # V(x, y)
-        r = (v * (self.W[i] + self.w0)).sum(1) + self.b
+        r = (v * proj).sum(1) + self.b
         return r, feats

@@ -8,6 +8,7 @@ One step = a batch of episodes (K sources, K drawn from 1..k_max per step, + 1 t
            [+ w_mask·hinge²(|mask logit| − 4) + w_mouth·mouth-box L1: both off unless asked]
            [+ −D(x̂) + 10·FM + 10·L_MCH once step ≥ adv_start]
     D:     hinge(D(x_t), D(x̂))      [+ 80·L_MCH for W]   (one D step per G step; the paper used two)
+           [d_patch: the hinge per location of D's last map; d_pretrain: D-only steps when adv starts]
 Why these deviations from the paper: we train for minutes, not days. An L1 + perceptual warm-up first
 gets the flow, mask and decoder into place (the adversarial game on a random G wastes the few steps we
 have); Adam β₁ = 0.5 for E/G (the paper: 0) speeds that regression; one D step per G step halves D's cost.
@@ -60,6 +61,11 @@ class TrainConfig:
     w_mch: float = 10.0  # the paper's 80 drags ê to W's random start in a short run (see opt_d)
     adv_start: int = 500  # adversarial terms from this step on (L1 + perceptual warm-up before) ...
     adv_start_frac: float | None = None  # ... or, with --minutes, from this fraction of the time budget
+    # D's fakes are mostly the warped real pixels, so D learns slowly: both GPU bursts sat at d ≈ 2.0
+    # (chance), and a D trained alone could not yet tell a 5×5-blurred frame from the real one after 200
+    # CPU steps (docs/RESULTS.md, "The discriminator"). Two options for the next burst, off by default:
+    d_patch: bool = False  # hinge per location of D's last map: the global sum's final ReLU had died
+    d_pretrain: int = 0  # D-only steps against the current G when the adversarial phase starts
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA
@@ -199,6 +205,8 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
             if step == adv_from and step > 0 and cfg.export_warmup:
                 # snapshot the content-loss-only model: if the short adversarial phase hurts, ship this one
                 export(out, nets, mcfg, step, elapsed, bank, cfg, str(dev), "neural_warmup", adv_from)
+            if step == adv_from and cfg.d_pretrain > 0:
+                _pretrain_d(E, G, D, opt_d, sampler, cfg, gen, amp, log)
             E.train(), G.train(), D.train()
             D.requires_grad_(False)
             with amp:
@@ -226,7 +234,7 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
                     )
                     logs["l1_dec"] = l1_dec
                 if adv:
-                    r_fake, f_fake = D(fake, y_t, ep.vid)
+                    r_fake, f_fake = D(fake, y_t, ep.vid, cfg.d_patch)
                     with torch.no_grad():
                         _, f_real = D(ep.tgt, y_t, ep.vid)
                     l_adv = adversarial_g(r_fake.float())
@@ -239,15 +247,8 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
             opt_g.step()
             D.requires_grad_(True)
             if adv:
-                with amp:
-                    r_real, _ = D(ep.tgt, y_t, ep.vid)
-                    r_fake, _ = D(fake.detach(), y_t, ep.vid)
-                    l_hinge = hinge_d(r_real.float(), r_fake.float())
-                    loss_d = l_hinge + cfg.w_mch * match_loss(D.W[ep.vid], e_hat.detach().float())
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                logs.update(d=l_hinge, r_real=r_real.float().mean(), r_fake=r_fake.float().mean())
+                l_hinge, r_real, r_fake = _d_step(D, opt_d, ep, y_t, fake.detach(), e_hat.detach(), cfg, amp)
+                logs.update(d=l_hinge, r_real=r_real.mean(), r_fake=r_fake.mean())
             step += 1
 
             if step % cfg.log_every == 0 or step == 1:
@@ -283,6 +284,47 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
         save_grid(out / "samples" / f"step_{step:06d}.png", ep.src, y_t, fake, ep.tgt)
     print(f"done: {step} steps, {total:.0f} s", flush=True)
     return export(out, nets, mcfg, step, total, bank, cfg, str(dev), adv_start=adv_from)
+
+
+def _d_step(
+    D: Discriminator,
+    opt_d: torch.optim.Optimizer,
+    ep: Episode,
+    y_t: torch.Tensor,
+    fake: torch.Tensor,
+    e_hat: torch.Tensor,
+    cfg: TrainConfig,
+    amp,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One D update (hinge + L_MCH for W): the hinge loss and D's scores (maps with d_patch)."""
+    with amp:
+        r_real, _ = D(ep.tgt, y_t, ep.vid, cfg.d_patch)
+        r_fake, _ = D(fake, y_t, ep.vid, cfg.d_patch)
+        l_hinge = hinge_d(r_real.float(), r_fake.float())
+        loss_d = l_hinge + cfg.w_mch * match_loss(D.W[ep.vid], e_hat.float())
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    return l_hinge.detach(), r_real.detach().float(), r_fake.detach().float()
+
+
+def _pretrain_d(E, G, D, opt_d, sampler: EpisodeSampler, cfg: TrainConfig, gen, amp, log) -> None:
+    """`cfg.d_pretrain` D-only steps against the current (frozen) G, so that G's first adversarial
+    gradients come from a D that already tells its frames from real ones. Logged as {"d_pretrain": n, …}
+    with `acc`: the share of pairs in which D scores the real frame above the fake."""
+    E.eval(), G.eval(), D.train()
+    for n in range(1, cfg.d_pretrain + 1):
+        ep = sampler.sample(cfg.batch, sample_k(cfg.k_max, gen), gen)
+        with torch.no_grad(), amp:
+            fake, _, e_hat, y_t = _generate(E, G, ep, cfg.size)
+        l_hinge, r_real, r_fake = _d_step(D, opt_d, ep, y_t, fake, e_hat, cfg, amp)
+        if n % cfg.log_every == 0 or n == cfg.d_pretrain:
+            per_image = [r.reshape(len(r), -1).sum(1) for r in (r_real, r_fake)]
+            acc = (per_image[0] > per_image[1]).float().mean()
+            rec = {"d_pretrain": n, "d": round(float(l_hinge), 5), "acc": round(float(acc), 4)}
+            log.write(json.dumps(rec) + "\n")
+            print(f"D pre-training {n}/{cfg.d_pretrain}: d={rec['d']:.3f} acc={rec['acc']:.2f}", flush=True)
+    log.flush()
 
 
 def _generate(
