@@ -5,7 +5,7 @@ shipped G's frames or against a blatant fake (the real target box-blurred 5×5),
 the hinge loss d, D's accuracy (the share of pairs in which it scores the real frame above the fake), the
 mean per-image margin r_real − r_fake, and the share of D's last-layer units alive (> 0) on real frames.
 
-    python scripts/d_probe.py [--fake generator|blur] [--fresh] [--patch] [--steps 200] [--batch 8]
+    python scripts/d_probe.py [--fake generator|blur] [--fresh] [--patch] [--steps 200] [--batch 8] [--lr R]
 
 --fresh starts D from random weights instead of the shipped D; --patch uses the per-location hinge
 (TrainConfig.d_patch). The D step is the training loop's own (training/train.py, _d_step).
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--patch", action="store_true")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=TrainConfig.lr_d)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     dev = torch.device(a.device)
@@ -48,7 +49,7 @@ def main() -> None:
     init_from(DEFAULT_WEIGHTS, E, G, D)
     if a.fresh:
         D = Discriminator(mcfg).to(dev)
-    cfg = TrainConfig(size=mcfg.size, batch=a.batch, d_patch=a.patch)
+    cfg = TrainConfig(size=mcfg.size, batch=a.batch, d_patch=a.patch, lr_d=a.lr)
     d_rest = [p for n, p in D.named_parameters() if n != "W"]  # as train.py: W at 10× the rate
     opt_d = torch.optim.Adam(
         [{"params": d_rest}, {"params": [D.W], "lr": cfg.lr_d * 10}], lr=cfg.lr_d, betas=(0.0, 0.999)
