@@ -5,7 +5,7 @@ shipped G's frames or against a blatant fake (the real target box-blurred 5×5),
 the hinge loss d, D's accuracy (the share of pairs in which it scores the real frame above the fake), the
 mean per-image margin r_real − r_fake, and the share of D's last-layer units alive (> 0) on real frames.
 
-    python scripts/d_probe.py [--fake generator|blur] [--fresh] [--patch] [--steps 200] [--batch 8] [--lr R]
+    python scripts/d_probe.py [--fake generator|blur] [--fresh] [--patch] [--steps 200] [--lr R] [--head-x X]
 
 --fresh starts D from random weights instead of the shipped D; --patch uses the per-location hinge
 (TrainConfig.d_patch). The D step is the training loop's own (training/train.py, _d_step).
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr_d)
+    ap.add_argument("--head-x", type=float, default=1.0)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     dev = torch.device(a.device)
@@ -44,16 +45,18 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     bank = FrameBank.load(a.cache, dev, None)
     shipped, _, _ = load_weights(DEFAULT_WEIGHTS, dev, parts=("E",))
-    mcfg = ModelConfig.from_dict({**shipped.to_dict(), "n_ids": bank.n_clips})
+    # as train.py builds them: the stored config has spectral norm folded (d_sn False); training's D has it
+    mcfg = ModelConfig.from_dict({**ModelConfig().to_dict(), "size": shipped.size, "n_ids": bank.n_clips})
     E, G, D = Embedder(mcfg).to(dev), Generator(mcfg).to(dev), Discriminator(mcfg).to(dev)
     init_from(DEFAULT_WEIGHTS, E, G, D)
     if a.fresh:
         D = Discriminator(mcfg).to(dev)
     cfg = TrainConfig(size=mcfg.size, batch=a.batch, d_patch=a.patch, lr_d=a.lr)
-    d_rest = [p for n, p in D.named_parameters() if n != "W"]  # as train.py: W at 10× the rate
-    opt_d = torch.optim.Adam(
-        [{"params": d_rest}, {"params": [D.W], "lr": cfg.lr_d * 10}], lr=cfg.lr_d, betas=(0.0, 0.999)
-    )
+    # as train.py: W at 10× the rate; --head-x: w₀ and b (the only unbounded scale of r under SN) faster
+    d_rest = [p for n, p in D.named_parameters() if n not in ("W", "w0", "b")]
+    groups = [{"params": d_rest}, {"params": [D.W], "lr": cfg.lr_d * 10}]
+    groups.append({"params": [D.w0, D.b], "lr": cfg.lr_d * a.head_x})
+    opt_d = torch.optim.Adam(groups, lr=cfg.lr_d, betas=(0.0, 0.999))
     sampler = EpisodeSampler(bank, mcfg.size)
     E.eval(), G.eval(), D.train()
     t0 = time.time()
