@@ -29,6 +29,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import IO
 
 import torch
 import torch.nn.functional as F
@@ -308,7 +309,17 @@ def _d_step(
     return l_hinge.detach(), r_real.detach().float(), r_fake.detach().float()
 
 
-def _pretrain_d(E, G, D, opt_d, sampler: EpisodeSampler, cfg: TrainConfig, gen, amp, log) -> None:
+def _pretrain_d(
+    E: Embedder,
+    G: Generator,
+    D: Discriminator,
+    opt_d: torch.optim.Optimizer,
+    sampler: EpisodeSampler,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    amp,
+    log: IO[str],
+) -> None:
     """`cfg.d_pretrain` D-only steps against the current (frozen) G, so that G's first adversarial
     gradients come from a D that already tells its frames from real ones. Logged as {"d_pretrain": n, …}
     with `acc`: the share of pairs in which D scores the real frame above the fake."""
