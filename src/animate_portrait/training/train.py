@@ -63,9 +63,10 @@ class TrainConfig:
     adv_start: int = 500  # adversarial terms from this step on (L1 + perceptual warm-up before) ...
     adv_start_frac: float | None = None  # ... or, with --minutes, from this fraction of the time budget
     # D's fakes are mostly the warped real pixels, so D learns slowly: both GPU bursts sat at d ≈ 2.0
-    # (chance), and with the global hinge a D trained alone could not yet tell a 5×5-blurred frame from the
-    # real one after 200 CPU steps (docs/RESULTS.md, "The discriminator"). Two options, off by default:
-    d_patch: bool = False  # hinge per location of D's last map: the one variant that learnt in that test
+    # (chance), and with the global hinge a D trained alone told a 5×5-blurred frame from the real one by a
+    # margin of 0.005 (the hinge asks for 1) after 200 CPU steps (docs/RESULTS.md, "The discriminator").
+    # Two options, off by default:
+    d_patch: bool = False  # hinge per location of D's last map: 7× the margin in that test, units alive
     d_pretrain: int = 0  # D-only steps against the current G when the adversarial phase starts
     seed: int = 0
     device: str = "auto"
