@@ -22,9 +22,9 @@
 # phases; on a CPU, in 200 steps, the per-location hinge gave D 7× the margin of the global one, both tiny
 # (docs/RESULTS.md, "The discriminator"). So first a one-minute check at a GPU's batch, with and without it:
 #   PYTHONPATH=src python3 scripts/d_probe.py --device cuda --batch 48 --steps 400 [--patch]
-# then, if the per-location hinge keeps D alive and above chance:
-#   SMOKE=0 MINUTES=6 BUDGET=450 EXTRA='--init weights/neural.safetensors --d-patch true --d-pretrain 300' \
-#       bash scripts/gpu_train.sh
+# then the burst with both options, in one device call (the probes take up to 3 min; the main run shrinks):
+#   PROBE_STEPS=400 SMOKE=0 MINUTES=5 BUDGET=450 \
+#       EXTRA='--init weights/neural.safetensors --d-patch true --d-pretrain 300' bash scripts/gpu_train.sh
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:-runs/gpu_out}
@@ -44,6 +44,16 @@ echo "cache: $(ls "$CACHE"/*.npz | wc -l) clips, $(du -sh "$CACHE" | cut -f1)"
 #   DEVICE=cpu BATCH=2 MINUTES=0.3 EXTRA='--size 64 --max-clips 2 --model {"emb_dim":32}' bash scripts/gpu_train.sh
 # shellcheck disable=SC2206
 COMMON=(--device "${DEVICE:-cuda}" --batch "$BATCH" --mobilenet "$MOBILENET" --log-every 10 ${EXTRA:-})
+
+# PROBE_STEPS > 0: before training, D alone against the shipped G (scripts/d_probe.py), with the global and
+# the per-location hinge, each capped at 90 s; the log tells whether D can learn at this batch size
+if [ "${PROBE_STEPS:-0}" -gt 0 ]; then
+    for hinge in "" --patch; do
+        echo "== D probe ${hinge:-(global hinge)}, $PROBE_STEPS steps"
+        timeout 90 python3 scripts/d_probe.py --cache "$CACHE" --device "${DEVICE:-cuda}" --batch "$BATCH" \
+            --steps "$PROBE_STEPS" $hinge 2>&1 | awk 'NR % 5 == 1 {print "probe " $0}' | tail -n 12
+    done
+fi
 
 if [ "${SMOKE:-1}" = 1 ]; then
     echo "== smoke (30 s, 4 clips)"
