@@ -5,7 +5,7 @@ shipped G's frames or against a blatant fake (the real target box-blurred 5×5),
 the hinge loss d, D's accuracy (the share of pairs in which it scores the real frame above the fake), the
 mean per-image margin r_real − r_fake, and the share of D's last-layer units alive (> 0) on real frames.
 
-    python scripts/d_probe.py [--fake generator|blur] [--fresh] [--patch] [--steps 200] [--lr R] [--head-x X]
+    python scripts/d_probe.py [--fake generator|blur] [--fresh] [--patch] [--steps 200] [--batch 8] [--lr R]
 
 --fresh starts D from random weights instead of the shipped D; --patch uses the per-location hinge
 (TrainConfig.d_patch). The D step is the training loop's own (training/train.py, _d_step).
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from animate_portrait.models import Discriminator, Embedder, Generator, ModelConfig
 from animate_portrait.training.dataset import EpisodeSampler, FrameBank
 from animate_portrait.training.run_files import init_from
-from animate_portrait.training.train import TrainConfig, _d_step, _generate
+from animate_portrait.training.train import TrainConfig, _d_step, _generate, d_optimizer, image_margins
 from animate_portrait.weights import DEFAULT_WEIGHTS, load_weights
 
 
@@ -37,7 +37,6 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr_d)
-    ap.add_argument("--head-x", type=float, default=1.0)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     dev = torch.device(a.device)
@@ -52,11 +51,7 @@ def main() -> None:
     if a.fresh:
         D = Discriminator(mcfg).to(dev)
     cfg = TrainConfig(size=mcfg.size, batch=a.batch, d_patch=a.patch, lr_d=a.lr)
-    # as train.py: W at 10× the rate; --head-x: w₀ and b (the only unbounded scale of r under SN) faster
-    d_rest = [p for n, p in D.named_parameters() if n not in ("W", "w0", "b")]
-    groups = [{"params": d_rest}, {"params": [D.W], "lr": cfg.lr_d * 10}]
-    groups.append({"params": [D.w0, D.b], "lr": cfg.lr_d * a.head_x})
-    opt_d = torch.optim.Adam(groups, lr=cfg.lr_d, betas=(0.0, 0.999))
+    opt_d = d_optimizer(D, cfg.lr_d)
     sampler = EpisodeSampler(bank, mcfg.size)
     E.eval(), G.eval(), D.train()
     t0 = time.time()
@@ -70,7 +65,7 @@ def main() -> None:
         if step % 10 == 0 or step == 1:
             with torch.no_grad():
                 alive = float((D(ep.tgt, y_t, ep.vid)[1][-1] > 0).float().mean())
-            margin = r_real.reshape(a.batch, -1).sum(1) - r_fake.reshape(a.batch, -1).sum(1)
+            margin = image_margins(r_real, r_fake)
             rec = {"step": step, "s": round(time.time() - t0), "d": round(float(d), 4),
                    "acc": float((margin > 0).float().mean()), "margin": round(float(margin.mean()), 4),
                    "alive": round(alive, 3)}  # fmt: skip

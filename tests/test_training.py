@@ -16,7 +16,7 @@ from animate_portrait.models import Discriminator, Embedder, Generator, ModelCon
 from animate_portrait.training.dataset import EpisodeSampler, FrameBank, decode_mp4
 from animate_portrait.training.losses import mouth_l1
 from animate_portrait.training.run_files import init_from
-from animate_portrait.training.train import TrainConfig, _pretrain_d, sample_k, train
+from animate_portrait.training.train import TrainConfig, _pretrain_d, d_optimizer, sample_k, train
 from animate_portrait.weights import load_weights, save_weights
 from test_models import TINY, face_points
 
@@ -237,7 +237,7 @@ def test_d_pretraining_moves_d_only(cache: Path) -> None:
     torch.manual_seed(0)
     E, G, D = Embedder(mcfg), Generator(mcfg), Discriminator(mcfg)
     before = {name: copy.deepcopy(net.state_dict()) for name, net in (("E", E), ("G", G), ("D", D))}
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(0.0, 0.999))
+    opt_d = d_optimizer(D, cfg.lr_d)
     sampler = EpisodeSampler(FrameBank.load(cache), 32)
     log = io.StringIO()
     _pretrain_d(E, G, D, opt_d, sampler, cfg, torch.Generator().manual_seed(0), nullcontext(), log)

@@ -59,7 +59,7 @@ class TrainConfig:
     w_mouth: float = 0.0  # extra L1 inside the target's mouth box (teeth and lips are few pixels)
     w_adv: float = 1.0
     w_fm: float = 10.0
-    w_mch: float = 10.0  # the paper's 80 drags ê to W's random start in a short run (see opt_d)
+    w_mch: float = 10.0  # the paper's 80 drags ê to W's random start in a short run (see d_optimizer)
     adv_start: int = 500  # adversarial terms from this step on (L1 + perceptual warm-up before) ...
     adv_start_frac: float | None = None  # ... or, with --minutes, from this fraction of the time budget
     # D's fakes are mostly the warped real pixels, so D learns slowly: both GPU bursts sat at d ≈ 2.0
@@ -161,12 +161,7 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
     opt_g = torch.optim.Adam(
         list(E.parameters()) + list(G.parameters()), lr=cfg.lr_g, betas=(cfg.beta1_g, 0.999)
     )
-    # W_i gets a 10× learning rate: it must follow ê (whose entries are sums over D's final map, O(1–10))
-    # within the few hundred adversarial steps we run, or L_MCH only drags ê towards W's random start.
-    d_rest = [p for n, p in D.named_parameters() if n != "W"]
-    opt_d = torch.optim.Adam(
-        [{"params": d_rest}, {"params": [D.W], "lr": cfg.lr_d * 10}], lr=cfg.lr_d, betas=(0.0, 0.999)
-    )
+    opt_d = d_optimizer(D, cfg.lr_d)
     nets, opts = {"E": E, "G": G, "D": D}, {"opt_g": opt_g, "opt_d": opt_d}
 
     step, elapsed_before = 0, 0.0
@@ -288,6 +283,19 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
     return export(out, nets, mcfg, step, total, bank, cfg, str(dev), adv_start=adv_from)
 
 
+def d_optimizer(D: Discriminator, lr: float) -> torch.optim.Adam:
+    """Adam for D (betas 0, 0.999, as the paper). W_i gets a 10× learning rate: it must follow ê (whose
+    entries are sums over D's final map, O(1–10)) within the few hundred adversarial steps we run, or L_MCH
+    only drags ê towards W's random start."""
+    rest = [p for n, p in D.named_parameters() if n != "W"]
+    return torch.optim.Adam([{"params": rest}, {"params": [D.W], "lr": lr * 10}], lr=lr, betas=(0.0, 0.999))
+
+
+def image_margins(r_real: torch.Tensor, r_fake: torch.Tensor) -> torch.Tensor:
+    """(B,) r_real − r_fake per image, from D's scores (B,) or per-location maps (B, h, w), summed."""
+    return r_real.reshape(len(r_real), -1).sum(1) - r_fake.reshape(len(r_fake), -1).sum(1)
+
+
 def _d_step(
     D: Discriminator,
     opt_d: torch.optim.Optimizer,
@@ -331,8 +339,7 @@ def _pretrain_d(
             fake, _, e_hat, y_t = _generate(E, G, ep, cfg.size)
         l_hinge, r_real, r_fake = _d_step(D, opt_d, ep, y_t, fake, e_hat, cfg, amp)
         if n % cfg.log_every == 0 or n == cfg.d_pretrain:
-            per_image = [r.reshape(len(r), -1).sum(1) for r in (r_real, r_fake)]
-            acc = (per_image[0] > per_image[1]).float().mean()
+            acc = (image_margins(r_real, r_fake) > 0).float().mean()
             rec = {"d_pretrain": n, "d": round(float(l_hinge), 5), "acc": round(float(acc), 4)}
             log.write(json.dumps(rec) + "\n")
             print(f"D pre-training {n}/{cfg.d_pretrain}: d={rec['d']:.3f} acc={rec['acc']:.2f}", flush=True)
