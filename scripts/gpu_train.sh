@@ -24,9 +24,9 @@
 # (docs/RESULTS.md, "The discriminator"). So first a one-minute check at a GPU's batch, with and without it:
 #   PYTHONPATH=src python3 scripts/d_probe.py --device cuda --batch 48 --steps 400 [--patch]
 # then the burst with both options, in one device call (the probes take up to 3 min; the main run shrinks).
-# The adversarial phase starts at 20% of the time, not 60%: the weights are warmed up already, and in a CPU run
-# (session 7) D's margin took 1,200 steps to reach ~0.03 (docs/RESULTS.md); the warm-up snapshot is still
-# exported (a later --adv-start-frac overrides the one below):
+# The adversarial phase starts at 20% of the time, not 60%: the weights are warmed up already, and in a CPU
+# run (session 7) D's per-location margin took 1,200 steps to reach ~0.03 (docs/RESULTS.md); the warm-up
+# snapshot is still exported (a later --adv-start-frac overrides the one below):
 #   PROBE_STEPS=400 SMOKE=0 MINUTES=5 BUDGET=450 EXTRA='--init weights/neural.safetensors --d-patch true \
 #       --d-pretrain 300 --adv-start-frac 0.2' bash scripts/gpu_train.sh
 set -uo pipefail
