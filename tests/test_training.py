@@ -96,6 +96,41 @@ def test_augmentation_keeps_landmarks_on_the_face(cache: Path) -> None:
     )
 
 
+def test_fixed_box_shows_the_source_through_the_target_box() -> None:
+    """A still scene cropped around two boxes: seen through the target's box, the source frame is the
+    target again (pixels and landmarks), as the renderer's one fixed box sees it; unboxed, it is not."""
+    from animate_portrait import face
+    from animate_portrait.types import Crop
+
+    rng = np.random.default_rng(0)
+    scene = np.kron((rng.random((20, 20, 3)) * 255).astype(np.uint8), np.ones((8, 8, 1), np.uint8))
+    crops = [Crop(center=(80.0, 80.0), side=96.0, size=64), Crop(center=(88.0, 74.0), side=110.0, size=64)]
+    marks = crops[0].to_image(face_points(64))  # one face, fixed in the scene
+    frames = np.stack([face.extract(scene, c) for c in crops])
+    bank = FrameBank(
+        frames=torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(),
+        points=torch.from_numpy(np.stack([c.to_crop(marks) for c in crops])),
+        starts=torch.tensor([0]),
+        lengths=torch.tensor([2]),
+        names=["still"],
+        identities=["still"],
+        size=64,
+        boxes=torch.tensor([[*c.center, c.side] for c in crops]),
+    )
+    gen = torch.Generator().manual_seed(0)
+    boxed = EpisodeSampler(bank, 64, augment=None, fixed_box=True).sample(32, 1, gen)
+    plain = EpisodeSampler(bank, 64, augment=None).sample(32, 1, torch.Generator().manual_seed(0))
+    moved = (plain.src_pts[:, 0] - plain.tgt_pts).norm(dim=-1).mean(-1) > 1
+    assert moved.any() and not moved.all()  # both kinds of episode: same frame, and the other box
+    assert torch.allclose(boxed.src_pts[:, 0], boxed.tgt_pts, atol=1e-3)
+    inner = (slice(None), slice(None), slice(12, 52), slice(12, 52))  # clear of replicated borders
+    err = (boxed.src[:, 0] - boxed.tgt)[inner].abs().mean(dim=(1, 2, 3))
+    err_plain = (plain.src[:, 0] - plain.tgt)[inner].abs().mean(dim=(1, 2, 3))
+    assert float(err.max()) < 0.1 < float(err_plain[moved].min())  # in [-1, 1] units
+    with pytest.raises(ValueError, match="boxes"):
+        EpisodeSampler(FrameBank(**{**bank.__dict__, "boxes": None}), 64, fixed_box=True)
+
+
 def test_sample_k_range() -> None:
     g = torch.Generator().manual_seed(0)
     ks = [sample_k(8, g) for _ in range(200)]
@@ -272,6 +307,17 @@ def test_prepare_a_real_clip(shared_data: Path, tmp_path: Path) -> None:
     assert 10 <= done[clip.name] <= 12
     with np.load(tmp_path / f"{clip.stem}.npz") as z:
         assert str(z["identity"]) == "Obama" and z["points"].shape == (done[clip.name], 68, 2)
-        pts = z["points"]
+        pts, boxes = z["points"], z["boxes"]
     assert (pts > 0).all() and (pts < 64).all()  # the face lies inside its crop
-    assert decode_mp4(tmp_path / f"{clip.stem}.mp4").shape == (done[clip.name], 64, 64, 3)
+    crops = decode_mp4(tmp_path / f"{clip.stem}.mp4")
+    assert crops.shape == (done[clip.name], 64, 64, 3)
+    # each crop's box is where it came from: cutting the first frame at the boxes stored for it and for
+    # the last kept frame, the first is the crop in the cache (up to the codec), the second differs more
+    from animate_portrait import face, video
+    from animate_portrait.types import Crop
+
+    first = next(iter(video.read_frames(clip, 1)))
+    cut = [face.extract(first, Crop(center=(float(b[0]), float(b[1])), side=float(b[2]), size=64))
+           for b in (boxes[0], boxes[-1])]  # fmt: skip
+    own, other = (np.abs(c.astype(float) - crops[0]).mean() for c in cut)
+    assert own < 6 and other > own

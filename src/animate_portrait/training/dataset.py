@@ -99,6 +99,7 @@ class FrameBank:
     names: list[str]
     identities: list[str]
     size: int
+    boxes: torch.Tensor | None = None  # (T, 3) crop centre x, y and side in frame pixels; None in old caches
 
     @property
     def n_clips(self) -> int:
@@ -121,7 +122,7 @@ class FrameBank:
             npzs = npzs[:max_clips]
         if not npzs:
             raise FileNotFoundError(f"{cache}: no prepared clips (*.npz + *.mp4)")
-        frames, points, lengths, names, ids = [], [], [], [], []
+        frames, points, boxes, lengths, names, ids = [], [], [], [], [], []
         size = 0
         # decoders release the GIL: decode clips in parallel threads, keep the results in order
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -129,6 +130,7 @@ class FrameBank:
             for p, fr in zip(npzs, decoded, strict=False):
                 with np.load(p, allow_pickle=False) as z:
                     pts = z["points"].astype(np.float32)
+                    box = z["boxes"].astype(np.float32) if "boxes" in z.files else None
                     ident = str(z["identity"])
                     size = int(z["size"])
                 n = min(len(fr), len(pts))
@@ -136,12 +138,14 @@ class FrameBank:
                     continue
                 frames.append(torch.from_numpy(fr[:n]).to(device).permute(0, 3, 1, 2).contiguous())
                 points.append(torch.from_numpy(pts[:n]).to(device))
+                boxes.append(None if box is None else torch.from_numpy(box[:n]).to(device))
                 lengths.append(n)
                 names.append(p.stem)
                 ids.append(ident)
         lens = torch.tensor(lengths, dtype=torch.long, device=device)
         starts = torch.cumsum(lens, 0) - lens
-        return cls(torch.cat(frames), torch.cat(points), starts, lens, names, ids, size)
+        all_boxes = None if any(b is None for b in boxes) else torch.cat(boxes)
+        return cls(torch.cat(frames), torch.cat(points), starts, lens, names, ids, size, all_boxes)
 
 
 @dataclass
@@ -176,8 +180,13 @@ AUGMENT = Augment()
 class EpisodeSampler:
     """Draws batches of augmented episodes from a `FrameBank`, on the bank's device."""
 
-    def __init__(self, bank: FrameBank, size: int, augment: Augment | None = AUGMENT) -> None:
+    def __init__(
+        self, bank: FrameBank, size: int, augment: Augment | None = AUGMENT, fixed_box: bool = False
+    ) -> None:
+        if fixed_box and bank.boxes is None:
+            raise ValueError("fixed_box needs a cache with crop boxes: prepare it again")
         self.bank = bank
+        self.fixed_box = fixed_box
         self.size = size
         self.aug = augment
         self.device = bank.frames.device
@@ -195,16 +204,34 @@ class EpisodeSampler:
         pts = bank.points[rows.flatten()].view(batch, k + 1, 68, 2)
         theta, a, c, flip = self._geometry(batch, gen)
         n = k + 1
-        grid = F.affine_grid(theta.to(dev).repeat_interleave(n, 0), [batch * n, 3, s, s], align_corners=False)
-        frames = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        # landmarks: crop px at S0 → unit → A·u + c → crop px at S; mirrored by index where flipped
+        theta = theta.to(dev).repeat_interleave(n, 0)
         u = to_unit(pts, bank.size)
+        if self.fixed_box:
+            # Every frame seen through the target's crop box, as the renderer sees a moving head through
+            # the portrait's one fixed box: u_frame = r·u_target + t, with r and t from the two boxes.
+            r, t = self._box_maps(rows)
+            theta = r.view(-1, 1, 1) * theta
+            theta[:, :, 2] += t.view(-1, 2)
+            u = (u - t.view(batch, n, 1, 2)) / r.view(batch, n, 1, 1)
+        grid = F.affine_grid(theta, [batch * n, 3, s, s], align_corners=False)
+        frames = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        # landmarks: unit coords → A·u + c → crop px at S; mirrored by index where flipped
         u = torch.einsum("bij,bnpj->bnpi", a.to(dev), u) + c.to(dev)[:, None, None]
         pts = (u + 1) * (s / 2) - 0.5
         fl = flip.to(dev)
         pts = torch.where(fl[:, None, None, None], pts[:, :, MIRROR.to(dev)], pts)
         frames = self._colour(frames.view(batch, n, 3, s, s), gen) * 2 - 1
         return Episode(frames[:, :k], pts[:, :k], frames[:, k], pts[:, k], clip.to(dev))
+
+    def _box_maps(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For (B, N) bank rows, the last of each episode the target: r (B·N,) and t (B·N, 2) such that a
+        point at unit coordinates u in the target's crop is at r·u + t in each frame's own crop."""
+        box = self.bank.boxes[rows]  # (B, N, 3)
+        tgt = box[:, -1:]
+        r = tgt[..., 2] / box[..., 2]
+        # crop px x = (X − corner)·size/side, unit u = (x + ½)·2/size − 1 (to_unit): hence the 1/size term
+        t = (tgt[..., :2] - box[..., :2]) * 2 / box[..., 2:3] + ((1 - r) / self.bank.size)[..., None]
+        return r.flatten(), t.flatten(0, 1)
 
     def _geometry(
         self, b: int, gen: torch.Generator

@@ -7,6 +7,8 @@ into RAM (dataset.py), so the codec costs nothing during training.
 Per clip `<stem>.mp4` + `<stem>.npz` with:
     points (N, 68, 2) float32   landmarks in crop pixels, one row per kept frame (= per MP4 frame)
     frame_index (N,) int32      the frame's index in the original clip
+    boxes (N, 3) float32        each crop's centre x, y and side in the original frame's pixels, so that
+                                training can show a frame inside another frame's box (dataset.py)
     identity ()  str            the person, from MANIFEST.tsv (groups clips of the same person)
     clip ()  str, fps () float, size () int
 Frames where no face was detected are dropped (their landmarks are only interpolated guesses).
@@ -57,6 +59,7 @@ def prepare_clip(
         tmp,
         points=kept_pts,
         frame_index=keep.astype(np.int32),
+        boxes=np.array([(*crops[t].center, crops[t].side) for t in keep], np.float32),
         identity=np.array(identity),
         clip=np.array(clip.name),
         fps=np.array(float(info.fps)),

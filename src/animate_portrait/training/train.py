@@ -76,6 +76,11 @@ class TrainConfig:
     log_every: int = 10
     max_clips: int | None = None
     augment: bool = True
+    # Sources seen through the target's crop box (needs a cache prepared with boxes): the renderer keeps one
+    # box while the head moves in it, but the cache's crops follow the head, so without this G never sees a
+    # head move across a still background, and the hair and background outside the face, most of the
+    # perceptual distance, are left to the spline (docs/RESULTS.md, "Where the error lies").
+    fixed_box: bool = False
     mobilenet: str | None = None  # MobileNetV2 weights (.safetensors or torchvision .pth); None: find it
     init: str | None = None  # start E/G/D from a weights file (e.g. the shipped one)
     reset_mask: bool = False  # after --init: restart the blend mask at 0.5 (un-saturate it)
@@ -144,7 +149,7 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
     t_load = time.time()
     bank = FrameBank.load(cache, dev, cfg.max_clips)
     print(f"data: {bank.summary()} loaded in {time.time() - t_load:.1f} s on {dev}", flush=True)
-    sampler = EpisodeSampler(bank, cfg.size, Augment() if cfg.augment else None)
+    sampler = EpisodeSampler(bank, cfg.size, Augment() if cfg.augment else None, cfg.fixed_box)
 
     mcfg = ModelConfig.from_dict(
         {**ModelConfig().to_dict(), **cfg.model, "size": cfg.size, "n_ids": bank.n_clips}
