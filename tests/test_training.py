@@ -46,6 +46,7 @@ def _write_clip(folder: Path, name: str, identity: str, n: int, size: int, seed:
         folder / f"{name}.npz",
         points=np.stack(pts).astype(np.float32),
         frame_index=np.arange(n, dtype=np.int32),
+        boxes=np.tile(np.float32([size / 2, size / 2, size]), (n, 1)),
         identity=np.array(identity),
         clip=np.array(name + ".mp4"),
         fps=np.array(25.0),
@@ -65,6 +66,7 @@ def test_bank_and_episodes(cache: Path) -> None:
     assert decode_mp4(cache / "a_clip.mp4").shape == (12, 64, 64, 3)
     bank = FrameBank.load(cache)
     assert bank.n_clips == 2 and bank.summary()["frames"] == 22 and bank.identities == ["alice", "bob"]
+    assert bank.boxes is not None and bank.boxes.shape == (22, 3)
     sampler = EpisodeSampler(bank, 32)
     ep = sampler.sample(3, 2, torch.Generator().manual_seed(0))
     assert ep.src.shape == (3, 2, 3, 32, 32) and ep.tgt.shape == (3, 3, 32, 32)
