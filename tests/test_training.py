@@ -309,16 +309,16 @@ def test_prepare_a_real_clip(shared_data: Path, tmp_path: Path) -> None:
     assert 10 <= done[clip.name] <= 12
     with np.load(tmp_path / f"{clip.stem}.npz") as z:
         assert str(z["identity"]) == "Obama" and z["points"].shape == (done[clip.name], 68, 2)
-        pts, boxes = z["points"], z["boxes"]
+        pts, boxes, kept = z["points"], z["boxes"], z["frame_index"]
     assert (pts > 0).all() and (pts < 64).all()  # the face lies inside its crop
     crops = decode_mp4(tmp_path / f"{clip.stem}.mp4")
     assert crops.shape == (done[clip.name], 64, 64, 3)
-    # each crop's box is where it came from: cutting the first frame at the boxes stored for it and for
-    # the last kept frame, the first is the crop in the cache (up to the codec), the second differs more
+    # each crop's box is where it came from: cutting the first kept frame at the boxes stored for it and
+    # for the last kept frame, the first is the crop in the cache (up to the codec), the second differs more
     from animate_portrait import face, video
     from animate_portrait.types import Crop
 
-    first = next(iter(video.read_frames(clip, 1)))
+    first = list(video.read_frames(clip, int(kept[0]) + 1))[-1]
     cut = [face.extract(first, Crop(center=(float(b[0]), float(b[1])), side=float(b[2]), size=64))
            for b in (boxes[0], boxes[-1])]  # fmt: skip
     own, other = (np.abs(c.astype(float) - crops[0]).mean() for c in cut)

@@ -224,8 +224,8 @@ class EpisodeSampler:
         return Episode(frames[:, :k], pts[:, :k], frames[:, k], pts[:, k], clip.to(dev))
 
     def _box_maps(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """For (B, N) bank rows, the last of each episode the target: r (B·N,) and t (B·N, 2) such that a
-        point at unit coordinates u in the target's crop is at r·u + t in each frame's own crop."""
+        """For (B, N) bank rows, each episode's target last: r (B·N,) and t (B·N, 2) such that a point at
+        unit coordinates u in the target's crop is at r·u + t in each frame's own crop."""
         box = self.bank.boxes[rows]  # (B, N, 3)
         tgt = box[:, -1:]
         r = tgt[..., 2] / box[..., 2]
