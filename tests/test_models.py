@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -202,6 +203,27 @@ def test_reset_mask_unsaturates_the_blend_but_keeps_the_decoded_image() -> None:
         G.reset_mask(rgb_scale=0.01)
         _, alive = G(*args, G.encode_sources(x, y, to_unit(pts, s)))
     assert float(dead["decoded"].max()) < -0.999 < float(alive["decoded"].min())
+
+
+@pytest.mark.parametrize("pool", ["sum_relu", "mean_leaky"])
+def test_revive_brings_a_dead_embedder_back_to_half_live_units(pool: str) -> None:
+    """An E whose pooled values are negative for every input (with sum_relu, ê = 0 and no gradient: what
+    the first GPU run left) comes back with about half of ê's entries above 0, each unit's pooled values
+    at median 0 and standard deviation 1 over the frames it was revived on."""
+    torch.manual_seed(5)
+    s, n = TINY.size, 24
+    E = Embedder(replace(TINY, e_pool=pool))
+    pts = torch.from_numpy(face_points(s)).expand(n, 68, 2)
+    x, y = torch.rand(n, 3, s, s) * 2 - 1, rasterise_sketch(pts, s)
+    with torch.no_grad():
+        E.trunk.blocks[-1].conv2.bias.fill_(-50.0)
+        assert float(E.embed_each(x, y).max()) <= 0.0
+    live = E.revive(x, y)
+    assert 0.35 < live < 0.65
+    with torch.no_grad():
+        v = E.pooled(x, y)
+    assert torch.allclose(v.median(0).values, torch.zeros(TINY.emb_dim), atol=1e-3)
+    assert torch.allclose(v.std(0), torch.ones(TINY.emb_dim), atol=1e-3)
 
 
 def test_source_match_moves_the_fusion_to_the_source_that_looks_like_the_target() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from animate_portrait.models import Discriminator, Embedder, Generator, ModelConfig
 from animate_portrait.training.dataset import EpisodeSampler, FrameBank, decode_mp4
@@ -264,6 +265,27 @@ def test_restart_from_weights_with_the_mask_reset(cache: Path, tmp_path: Path) -
     train(cache, tmp_path / "second", restart)
     log = [json.loads(x) for x in (tmp_path / "second" / "log.jsonl").read_text().splitlines()]
     assert log[0]["mask"] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_restart_with_the_embedder_revived_keeps_the_first_frames(cache: Path, tmp_path: Path) -> None:
+    """--init W --revive-embedder: E's output comes alive (logged as e_live), pooled by mean, while P = 0
+    keeps ψ̂, and so the first step's losses, where they were without the revival (same seed and batch)."""
+    base = TrainConfig(size=32, batch=2, k_max=2, steps=2, adv_start=100, log_every=1, sample_every=100,
+                       device="cpu", model=SMALL_MODEL, seed=4)  # fmt: skip
+    weights = train(cache, tmp_path / "first", base)
+    dead = load_file(str(weights))
+    last = f"E.trunk.blocks.{len(SMALL_MODEL['emb_ch']) - 1}.conv2.bias"
+    dead[last] = torch.full_like(dead[last], -1e3)  # every unit of E's last block below 0 for every input
+    save_file(dead, str(weights))  # init_from reads the tensors only (no card, no sha256)
+    runs = {}
+    for revive in (False, True):
+        cfg = TrainConfig(**{**base.__dict__, "init": str(weights), "revive_embedder": revive, "steps": 1})
+        train(cache, tmp_path / f"revive_{revive}", cfg)
+        runs[revive] = json.loads((tmp_path / f"revive_{revive}" / "log.jsonl").read_text().splitlines()[0])
+    assert runs[False]["e_live"] == 0.0 and runs[True]["e_live"] > 0.2
+    assert runs[True]["l1"] == pytest.approx(runs[False]["l1"], rel=1e-4)
+    revived = json.loads((tmp_path / "revive_True" / "weights" / "neural.json").read_text())
+    assert revived["config"]["e_pool"] == "mean_leaky"  # what the engine builds E from
 
 
 def test_d_pretraining_moves_d_only(cache: Path) -> None:

@@ -29,6 +29,9 @@ class ModelConfig:
     g_sn: bool = False  # spectral norm in G (off: it slows the few-minute training we can afford)
     d_sn: bool = True  # spectral norm in D (keeps the hinge game stable)
     n_ids: int = 1  # columns W_i of the projection discriminator (training videos)
+    # ê from E's last map: "sum_relu" is the paper's ReLU(sum pooling); "mean_leaky" = LeakyReLU(mean
+    # pooling), for an E brought back by Embedder.revive (sum pooling × Adam killed every unit once)
+    e_pool: str = "sum_relu"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -84,6 +84,7 @@ class TrainConfig:
     mobilenet: str | None = None  # MobileNetV2 weights (.safetensors or torchvision .pth); None: find it
     init: str | None = None  # start E/G/D from a weights file (e.g. the shipped one)
     reset_mask: bool = False  # after --init: restart the blend mask at 0.5 (un-saturate it)
+    revive_embedder: bool = False  # after --init: E's dead output back, pooled by mean (Embedder.revive)
     export_warmup: bool = True  # also export the weights as they are when the adversarial phase starts
     model: dict = field(default_factory=dict)  # ModelConfig overrides, e.g. {"emb_dim": 128}
 
@@ -151,14 +152,18 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
     print(f"data: {bank.summary()} loaded in {time.time() - t_load:.1f} s on {dev}", flush=True)
     sampler = EpisodeSampler(bank, cfg.size, Augment() if cfg.augment else None, cfg.fixed_box)
 
+    # a revived E pools by mean with a leaky activation (Embedder.revive): the same tensors, another config
+    revived = {"e_pool": "mean_leaky"} if cfg.revive_embedder else {}
     mcfg = ModelConfig.from_dict(
-        {**ModelConfig().to_dict(), **cfg.model, "size": cfg.size, "n_ids": bank.n_clips}
+        {**ModelConfig().to_dict(), **cfg.model, **revived, "size": cfg.size, "n_ids": bank.n_clips}
     )
     E, G, D = Embedder(mcfg).to(dev), Generator(mcfg).to(dev), Discriminator(mcfg).to(dev)
     if cfg.init:
         init_from(Path(cfg.init), E, G, D)
         if cfg.reset_mask:
             G.reset_mask(_rgb_logit_scale(E, G, sampler, cfg, gen))
+        if cfg.revive_embedder:
+            _revive_embedder(E, G, sampler, cfg)
     perc = load_mobilenet(find_mobilenet(cfg.mobilenet), dev)
     if cuda:
         for m in (E, G, D, perc):
@@ -216,7 +221,8 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
                 l1 = (fake.float() - ep.tgt).abs().mean()
                 lp = perceptual_l1(perc, fake, ep.tgt)
                 loss_g = cfg.w_l1 * l1 + cfg.w_perc * lp
-                logs = {"l1": l1, "perc": lp}
+                # the share of ê's entries above 0: at 0, E is dead and G's AdaIN ignores the sources
+                logs = {"l1": l1, "perc": lp, "e_live": (e_hat.detach() > 0).float().mean()}
                 if cfg.w_mask > 0:
                     # a saturated mask (m = 1 everywhere) passes no gradient and never lets the decoder in
                     l_mask = F.relu(aux["mask_logit"].float().abs() - 4.0).pow(2).mean()
@@ -380,6 +386,19 @@ def _rgb_logit_scale(
         f"reset mask: decoder RGB logits had std {std:.2f}; scaled by {0.5 / max(std, 1e-6):.4f}", flush=True
     )
     return 0.5 / max(std, 1e-6)
+
+
+@torch.no_grad()
+def _revive_embedder(E: Embedder, G: Generator, sampler: EpisodeSampler, cfg: TrainConfig) -> None:
+    """E.revive on one batch of source frames, then P = 0, so that ψ̂ = P·ê + b, and with it G's output,
+    is what it was: training starts from the same frames and P learns to use the live ê. The batch comes
+    from its own generator, so the run's episodes are those it would have drawn without the revival."""
+    ep = sampler.sample(max(cfg.batch, 32), 1, torch.Generator().manual_seed(cfg.seed + 1))
+    x, y = ep.src.flatten(0, 1), rasterise_sketch(ep.src_pts.flatten(0, 1), cfg.size)
+    live_before = float((E.embed_each(x, y) > 0).float().mean())
+    live = E.revive(x, y)
+    G.P.weight.zero_()
+    print(f"revive embedder: ê entries above 0 {live_before:.2f} -> {live:.2f}; P reset to 0", flush=True)
 
 
 def _meta(step: int, elapsed: float, cfg: TrainConfig, adv_start: int | None) -> dict:
