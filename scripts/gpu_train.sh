@@ -33,6 +33,12 @@
 # the warm-up snapshot (before the adversarial phase) shows it on its own:
 #   PROBE_STEPS=400 SMOKE=0 MINUTES=5 BUDGET=450 EXTRA='--init weights/neural.safetensors --fixed-box true \
 #       --d-patch true --d-pretrain 300 --adv-start-frac 0.2' bash scripts/gpu_train.sh
+# Session 9 ran it (no probes, MINUTES=8.2 BUDGET=555, --adv-start-frac 0.5) and then 2.9 more content-only
+# minutes from its warm-up snapshot (the `--init` file must travel inside the tree: the tree and the carried
+# cache together must stay under 64 MiB, so it replaced weights/neural.safetensors for that call; its first
+# try, on the warm machine, resumed the burst's checkpoint and stopped at once: the script now clears it).
+# That is the third model; the adversarial end was worse again (docs/RESULTS.md). E's output has been dead
+# since the first burst (docs/RESULTS.md, "The embedder"): a next burst should add --revive-embedder true.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:-runs/gpu_out}
@@ -42,6 +48,7 @@ BATCH=${BATCH:-48}
 CACHE=${CACHE:-cache/train}
 MOBILENET=${MOBILENET:-.gpu/mobilenet_v2.safetensors}
 mkdir -p "$OUT" runs
+rm -rf runs/gpu  # a warm machine keeps ignored outputs between calls: never resume an earlier call's run
 T0=$(date +%s)
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
