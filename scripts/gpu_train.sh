@@ -92,22 +92,50 @@ fi
 LEFT=$(( BUDGET - ( $(date +%s) - T0 ) - 60 ))
 MINUTES=$(python3 -c "print(round(max(min($MINUTES, $LEFT / 60), 0.5), 2))")
 
+# EXTRA2 (optional): a second run side by side on the same GPU, with EXTRA2's flags after EXTRA's, into
+# runs/gpu2: a control and a variant from one device call (only the final weights of each come back)
+rm -rf runs/gpu2
+if [ -n "${EXTRA2:-}" ]; then
+    # shellcheck disable=SC2206
+    SECOND=(${EXTRA2})
+    echo "== second run beside the main one: ${EXTRA2}"
+    OMP_NUM_THREADS=8 timeout $(( LEFT + 45 )) python3 -m animate_portrait.training.train "$CACHE" \
+        --out runs/gpu2 --minutes "$MINUTES" --steps 10000000 --adv-start-frac 0.6 --sample-every 100000000 \
+        --ckpt-minutes 2 "${COMMON[@]}" "${SECOND[@]}" > runs/gpu2.log 2>&1 &
+    PID2=$!
+fi
+[ -n "${EXTRA2:-}" ] && export OMP_NUM_THREADS=8
 echo "== main ($MINUTES min)"
 timeout $(( LEFT + 45 )) python3 -m animate_portrait.training.train "$CACHE" --out runs/gpu \
     --minutes "$MINUTES" --steps 10000000 --adv-start-frac 0.6 --sample-every 200 --ckpt-minutes 2 "${COMMON[@]}"
 RC=$?
 echo "main exit $RC after $(( $(date +%s) - T0 )) s"
+if [ -n "${EXTRA2:-}" ]; then
+    wait "$PID2"; RC2=$?
+    grep -v '^{"step"' runs/gpu2.log | tail -n 5
+    echo "second exit $RC2 after $(( $(date +%s) - T0 )) s"
+    RC=$(( RC > RC2 ? RC : RC2 ))
+fi
 
 # $OUT takes files of at most 16 MiB, and E+G+D in fp16 are ~19 MB: split each weights file in two parts
 # (rejoin here with `cat neural.part00 neural.part01 > neural.safetensors`; the card's sha256 checks it).
 # 8 files: 2 cards + 4 parts + log + the last sample grid.
+# With EXTRA2 the second run's final weights, card and log take the warm-up snapshot's and the grid's places.
 for name in neural neural_warmup; do
-    if [ -f "runs/gpu/weights/$name.safetensors" ]; then
+    if [ -f "runs/gpu/weights/$name.safetensors" ] && { [ $name = neural ] || [ -z "${EXTRA2:-}" ]; }; then
         split -b 15000000 -d "runs/gpu/weights/$name.safetensors" "$OUT/$name.part"
         cp "runs/gpu/weights/$name.json" "$OUT"/
     fi
 done
 cp runs/gpu/log.jsonl "$OUT"/ 2>/dev/null
-for f in $(ls runs/gpu/samples/*.png 2>/dev/null | tail -n 1); do cp "$f" "$OUT"/; done
+if [ -n "${EXTRA2:-}" ]; then
+    if [ -f runs/gpu2/weights/neural.safetensors ]; then
+        split -b 15000000 -d runs/gpu2/weights/neural.safetensors "$OUT/second.part"
+        cp runs/gpu2/weights/neural.json "$OUT/second.json"
+    fi
+    cp runs/gpu2/log.jsonl "$OUT/second_log.jsonl" 2>/dev/null
+else
+    for f in $(ls runs/gpu/samples/*.png 2>/dev/null | tail -n 1); do cp "$f" "$OUT"/; done
+fi
 ls -la "$OUT"
 exit $RC
