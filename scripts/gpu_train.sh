@@ -39,6 +39,8 @@
 # try, on the warm machine, resumed the burst's checkpoint and stopped at once: the script now clears it).
 # That is the third model; the adversarial end was worse again (docs/RESULTS.md). E's output has been dead
 # since the first burst (docs/RESULTS.md, "The embedder"): a next burst should add --revive-embedder true.
+# Session 10 ran that beside a plain continuation (EXTRA2), then 2.3 minutes at --lr-g 5e-5: none of the three
+# beat the third model on new people (docs/RESULTS.md, "Session 10"); more of the same steps won't either.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:-runs/gpu_out}
