@@ -160,6 +160,8 @@ def test_help_and_usage_errors(capsys, monkeypatch):
     assert run_cli(["--help"], capsys, monkeypatch).code == 0
     ran = run_cli(["face.jpg", "--driver", "d.mp4", "-o", "o.mp4", "--engine", "magic"], capsys, monkeypatch)
     assert ran.code == 2
+    ran = run_cli(["face.jpg", "--driver", "d.mp4", "-o", "o.mp4", "--max-travel", "-1"], capsys, monkeypatch)
+    assert ran.code == 2 and "--max-travel" in ran.err
 
 
 def test_progress_bar_on_a_terminal(tmp_path, driver: Driver, astronaut_png: Path):

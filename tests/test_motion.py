@@ -7,7 +7,7 @@ import pytest
 
 from animate_portrait import motion
 from animate_portrait.errors import InputError, NoFaceError
-from animate_portrait.types import Motion
+from animate_portrait.types import MAX_TRAVEL, Motion
 
 # dlib's 68 landmarks on the astronaut fixture (512x512), rounded: a real face shape for pure-numpy tests.
 # Its mouth is slightly open (teeth show), as real portraits often are.
@@ -190,12 +190,55 @@ def test_retarget_follows_head_translation_rotation_scale() -> None:
     d0 = similar(FACE, 0.5, 0, (0, 0))
     ratio = np.linalg.norm(src[45] - src[36]) / np.linalg.norm(d0[45] - d0[36])
     moved = np.stack([d0, d0 + np.array([10, -4], np.float32), similar(d0, 1.2, 15, (0, 0))])
-    out = motion.retarget(src, moved)
+    out = motion.retarget(src, moved, max_travel=None)  # 0.23 face extents: past the default's knee
     np.testing.assert_allclose(out[1], src + ratio * np.array([10, -4]), atol=1e-2)
     # rotation/scale of the driver about its centre: the source turns by the same angle and grows
     a, _ = motion.similarity(motion._complex(src), motion._complex(out[2]))
     assert abs(a) == pytest.approx(1.2, rel=1e-3)
     assert np.rad2deg(np.angle(a)) == pytest.approx(15, abs=0.1)
+
+
+def extent(points: np.ndarray) -> float:
+    return float(np.ptp(points, axis=0).max())
+
+
+def centre_travel(src: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """How far each output frame's STABLE centre is from the portrait's, in its face extents."""
+    c = src[motion.STABLE].mean(axis=0)
+    return np.linalg.norm(out[:, motion.STABLE].mean(axis=1) - c, axis=1) / extent(src)
+
+
+def test_retarget_keeps_small_travel_and_eases_large_travel() -> None:
+    src = portrait()
+    d0 = similar(FACE, 0.5, 0, (0, 0))
+    direction = np.array([0.8, -0.6], np.float32)
+    amounts = np.linspace(0, 1.5, 61)  # driver travel in its own face extents, frame by frame
+    driver = np.stack([d0 + a * extent(d0) * direction for a in amounts])
+    free = centre_travel(src, motion.retarget(src, driver, max_travel=None))
+    eased = centre_travel(src, motion.retarget(src, driver))
+    # without a limit: all of it (the portrait's extent is a little larger than the stable points say)
+    np.testing.assert_allclose(free, amounts * free[-1] / amounts[-1], atol=1e-3)
+    small = free <= motion.TRAVEL_KNEE * MAX_TRAVEL
+    assert small.sum() >= 5
+    np.testing.assert_allclose(eased[small], free[small], atol=1e-3)
+    assert eased.max() <= MAX_TRAVEL + 1e-4
+    assert eased[-1] > 0.95 * MAX_TRAVEL  # eases towards the limit, does not stop at the knee
+    steps = np.diff(eased)
+    assert (steps > -1e-5).all() and (steps <= np.diff(free) + 1e-4).all()  # no jumps, never faster
+    # the direction of the move is the driver's
+    out = motion.retarget(src, driver)
+    move = out[-1, motion.STABLE].mean(axis=0) - src[motion.STABLE].mean(axis=0)
+    np.testing.assert_allclose(move / np.linalg.norm(move), direction, atol=1e-3)
+
+
+def test_retarget_without_travel_keeps_expression() -> None:
+    src = portrait()
+    d0 = similar(FACE, 0.7, -5, (40, 10))
+    d_iod = np.linalg.norm(d0[45] - d0[36])
+    driver = np.stack([d0, open_mouth(d0, 0.25 * d_iod) + np.array([30, 0], np.float32)])
+    out = motion.retarget(src, driver, max_travel=0.0)
+    assert centre_travel(src, out)[1] < 1e-3
+    assert motion.mouth_opening(out[1]) - motion.mouth_opening(src) == pytest.approx(0.25, abs=0.02)
 
 
 def test_retarget_lips_never_cross_when_driver_starts_open() -> None:

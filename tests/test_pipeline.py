@@ -40,3 +40,21 @@ def test_targets_stop_at_max_frames() -> None:
     chunks = list(pipeline.Pipeline(config).targets([_lead(FACE)], driving))
     assert sum(c.shape[1] for c in chunks) == 4
     np.testing.assert_allclose(np.concatenate(chunks, axis=1)[0], np.repeat(FACE[None], 4, 0), atol=1e-3)
+
+
+def test_targets_ease_the_drivers_travel_by_the_config() -> None:
+    """A driver whose head crosses its frame: the portrait's face moves at most `max_travel` face
+    extents by default, all the way with max_travel=None."""
+    d0 = similar(FACE, 0.7, 0, (0, 0))
+    width = float(np.ptp(d0, axis=0).max())
+    driving = Motion(np.stack([d0, d0 + [width, 0]]).astype(np.float32), np.ones(2, bool), 25.0, (640, 480))
+    moved = {}
+    for limit in (None, RenderConfig().max_travel, 0.0):
+        (chunk,) = pipeline.Pipeline(RenderConfig(engine="warp", max_travel=limit)).targets(
+            [_lead(FACE)], driving
+        )
+        centres = chunk[0][:, motion.STABLE].mean(axis=1)
+        moved[limit] = float(np.linalg.norm(centres[1] - centres[0])) / float(np.ptp(FACE, axis=0).max())
+    assert moved[None] > 0.9
+    assert 0.2 < moved[RenderConfig().max_travel] <= RenderConfig().max_travel + 1e-3
+    assert moved[0.0] < 1e-3

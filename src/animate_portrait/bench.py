@@ -106,7 +106,9 @@ def run_bench(
     ms["decode"] = t_decode / n * 1e3
     t_analyse, driving = _timed(lambda: pipeline.analyse(driver))
     ms["landmarks"] = max(t_analyse - t_decode, 0.0) / n * 1e3  # analyse decodes again: count the rest
-    t_retarget, targets = _timed(lambda: motion.retarget(source.points, driving.points, config.relative))
+    t_retarget, targets = _timed(
+        lambda: motion.retarget(source.points, driving.points, config.relative, max_travel=config.max_travel)
+    )
     ms["retarget"] = t_retarget / n * 1e3
 
     renderer = pipeline.renderer
@@ -174,7 +176,7 @@ def run_render_only(config: RenderConfig, options: BatchedOptions) -> BenchResul
     first = points[0] - points[0].mean(0)
     face_points = first / np.abs(first).max() * config.size * 0.3 + config.size / 2
     source = SourceFace(Path("astronaut"), image, crop, extract(image, crop), face_points.astype(np.float32))
-    targets = motion.retarget(source.points, points, config.relative)
+    targets = motion.retarget(source.points, points, config.relative, max_travel=config.max_travel)
     renderer = pipeline.renderer
     renderer.prepare([source])
     renderer.render(targets[:8])  # warm-up

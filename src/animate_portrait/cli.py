@@ -15,7 +15,7 @@ import typer
 from . import __version__
 from .console import EXIT_INPUT, EXIT_INTERRUPTED, Reporter, fail
 from .errors import InputError
-from .types import RenderConfig
+from .types import MAX_TRAVEL, RenderConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -38,6 +38,15 @@ Marks = Annotated[str, typer.Option("--landmarks", help="Landmark backend: dlib 
 Relative = Annotated[
     bool, typer.Option("--relative/--absolute", help="Apply the driver's motion relative to its first frame.")
 ]
+MaxTravel = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        help="Relative motion: how far the head may move in the picture, in face sizes. Beyond 60% of "
+        "it the driver's travel is eased, so a head crossing its frame does not leave the face's crop "
+        "(0: the head stays in place; a large value: all of the driver's travel).",
+    ),
+]
 CropOnly = Annotated[bool, typer.Option(help="Write the aligned face crop instead of the whole picture.")]
 MaxFrames = Annotated[int | None, typer.Option(help="Stop after this many driver frames.")]
 NoAudio = Annotated[bool, typer.Option("--no-audio", help="Do not copy the driver's audio.")]
@@ -57,7 +66,18 @@ DEFAULT_ENGINE = "warp"
 
 
 def _config(
-    engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite, mouth=True
+    engine,
+    size,
+    device,
+    weights,
+    landmarks,
+    relative,
+    crop_only,
+    max_frames,
+    no_audio,
+    overwrite,
+    mouth=True,
+    max_travel=MAX_TRAVEL,
 ):
     if engine not in ("neural", "warp", "static"):
         raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
@@ -71,6 +91,7 @@ def _config(
         device=device,
         landmarks=landmarks,
         relative=relative,
+        max_travel=max_travel,
         crop_only=crop_only,
         audio=not no_audio,
         max_frames=max_frames,
@@ -112,6 +133,7 @@ def animate(
     weights: Weights = None,
     landmarks: Marks = "dlib",
     relative: Relative = True,
+    max_travel: MaxTravel = MAX_TRAVEL,
     crop_only: CropOnly = False,
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
@@ -142,7 +164,18 @@ def animate(
     from .sources import gather
 
     config = _config(
-        engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite, mouth
+        engine,
+        size,
+        device,
+        weights,
+        landmarks,
+        relative,
+        crop_only,
+        max_frames,
+        no_audio,
+        overwrite,
+        mouth,
+        max_travel,
     )
     policy = PersonPolicy(finetune_steps, person)
     if problem := policy.problem(engine):
@@ -216,6 +249,7 @@ def batch(
     weights: Weights = None,
     landmarks: Marks = "dlib",
     relative: Relative = True,
+    max_travel: MaxTravel = MAX_TRAVEL,
     crop_only: CropOnly = False,
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
@@ -275,7 +309,18 @@ def batch(
     from .batch import Shard, run_batch
 
     config = _config(
-        engine, size, device, weights, landmarks, relative, crop_only, max_frames, no_audio, overwrite, mouth
+        engine,
+        size,
+        device,
+        weights,
+        landmarks,
+        relative,
+        crop_only,
+        max_frames,
+        no_audio,
+        overwrite,
+        mouth,
+        max_travel,
     )
     if finetune_steps and engine != "neural":
         raise typer.BadParameter("needs --engine neural", param_hint="--finetune-steps")

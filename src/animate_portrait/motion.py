@@ -16,7 +16,7 @@ import numpy as np
 from scipy.signal import savgol_filter
 
 from .errors import InputError, NoFaceError
-from .types import N_POINTS, Motion
+from .types import MAX_TRAVEL, N_POINTS, Motion
 
 MOTION_FORMAT = 1  # bump when the .npz layout changes; load_motion refuses other versions
 
@@ -31,6 +31,7 @@ _LOWER = np.array([67, 66, 65, 41, 40, 47, 46])
 MOUTH_REGION = np.r_[5:12, 48:68]
 EYE_REGION = np.array([37, 38, 40, 41, 43, 44, 46, 47])
 NEUTRAL_MOUTH_PERCENTILE = 5.0
+TRAVEL_KNEE = 0.6  # share of the travel limit (types.MAX_TRAVEL) below which travel is unchanged
 
 # One-Euro filter (Casiez et al. 2012): a first-order low-pass whose cutoff rises with speed, measured
 # here in face sizes (box diagonals) per second so one setting fits a 100 px and a 1000 px face.
@@ -254,8 +255,22 @@ def neutral_reference(points: np.ndarray, found: np.ndarray | None = None) -> np
     return _points(reference)
 
 
+def limit_travel(travel: np.ndarray, limit: float) -> np.ndarray:
+    """Travel lengths (≥ 0) eased towards `limit`: unchanged up to TRAVEL_KNEE × limit, then a tanh
+    shoulder with the same slope at the knee, so the face slows down instead of stopping dead."""
+    knee = TRAVEL_KNEE * limit
+    room = limit - knee
+    if room <= 0:
+        return np.minimum(travel, limit)
+    return np.where(travel <= knee, travel, knee + room * np.tanh((travel - knee) / room))
+
+
 def retarget(
-    source: np.ndarray, driver: np.ndarray, relative: bool = True, reference: np.ndarray | None = None
+    source: np.ndarray,
+    driver: np.ndarray,
+    relative: bool = True,
+    reference: np.ndarray | None = None,
+    max_travel: float | None = MAX_TRAVEL,
 ) -> np.ndarray:
     """Map driver landmarks (T, 68, 2, driver px) onto the portrait's landmarks (68, 2, crop px).
 
@@ -273,7 +288,8 @@ def retarget(
     driver's own face shape, placed where the portrait's face is.
 
     Passing `reference` also lets a long driver be retargeted in chunks, so memory does not grow with
-    the video's length.
+    the video's length. `max_travel` (relative only; None: no limit) eases A_t's translation, once
+    carried over, towards that many of the portrait's face extents (MAX_TRAVEL, limit_travel).
     """
     source = np.asarray(source, np.float32)
     driver = np.asarray(driver, np.float32)
@@ -292,8 +308,13 @@ def retarget(
     # an identity driver returns the portrait's landmarks unchanged.
     x = _keep_apart(s + r_a * expression, down, np.minimum(_gaps(s, down), 0))
     c_d, c_s = d0[STABLE].mean(), s[STABLE].mean()
-    shift = a * c_d + b - c_d  # A_t's translation when its rotation/scale is taken about c_d
-    return _points(a[:, None] * (x - c_s) + c_s + abs(r_a) * shift[:, None])
+    shift = abs(r_a) * (a * c_d + b - c_d)  # A_t's translation, rotation/scale taken about c_d, carried over
+    if max_travel is not None:
+        extent = max(float(np.ptp(s.real)), float(np.ptp(s.imag)), 1e-6)
+        travel = np.abs(shift) / extent
+        eased = limit_travel(travel, max_travel)
+        shift = shift * np.where(travel > 0, eased / np.maximum(travel, 1e-12), 1.0)
+    return _points(a[:, None] * (x - c_s) + c_s + shift[:, None])
 
 
 def _points(z: np.ndarray) -> np.ndarray:

@@ -162,7 +162,13 @@ class Pipeline:
             chunk = points[start : start + RENDER_BATCH]
             yield np.stack(
                 [
-                    motion.retarget(lead.points, chunk, relative=self.config.relative, reference=neutral)
+                    motion.retarget(
+                        lead.points,
+                        chunk,
+                        relative=self.config.relative,
+                        reference=neutral,
+                        max_travel=self.config.max_travel,
+                    )
                     for lead in leads
                 ]
             )

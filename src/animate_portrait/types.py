@@ -111,6 +111,14 @@ class VideoInfo:
     audio_codec: str | None = None
 
 
+# How far relative motion may move the portrait's face, in its face extents (face.crop_for's unit: the
+# larger side of the landmark box). The crop is 1.9 extents wide and its outer quarter is the paste-back
+# feather, so a face moved by more than about 0.2 extents reaches it; a driver whose head crosses its
+# frame (0.7 extents in a training clip, docs/RESULTS.md "Hard drivers") would carry the face out of the
+# crop. Travel up to motion.TRAVEL_KNEE of it is kept as it is, beyond that it eases towards the limit.
+MAX_TRAVEL = 0.25
+
+
 @dataclass
 class RenderConfig:
     """What the user chose; the pipeline reads it, the stages get only the parts they need."""
@@ -120,6 +128,7 @@ class RenderConfig:
     device: str = "auto"
     landmarks: str = "dlib"
     relative: bool = True
+    max_travel: float | None = MAX_TRAVEL  # None: all of the driver's travel
     crop_only: bool = False
     audio: bool = True
     max_frames: int | None = None

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..types import MAX_TRAVEL
+
 if TYPE_CHECKING:
     from .common import Setup
 
@@ -137,6 +139,12 @@ def evaluate(
         bool,
         typer.Option("--mouth/--no-mouth", help="Paint the mouth interior, as animate does by default."),
     ] = True,
+    max_travel: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Cross-reenactment: how far the head may move, in face sizes, as animate's."
+        ),
+    ] = MAX_TRAVEL,
     json_out: JsonOut = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -158,7 +166,7 @@ def evaluate(
             check_sources(portraits)
         if drivers:
             check_sources(drivers)
-        factory = RendererFactory(size, resolve_device(device), weights, finetune_steps, mouth)
+        factory = RendererFactory(size, resolve_device(device), weights, finetune_steps, mouth, max_travel)
         n_items = len(clips) + len(portraits or []) * len(drivers or clips) * len({s.engine for s in setups})
         with report.bar("evaluating", n_items) as step:
             results = run_evaluation(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import identity, metrics
-from ..types import Landmarks, SourceFace
+from ..types import MAX_TRAVEL, Landmarks, SourceFace
 
 if TYPE_CHECKING:
     from ..engines import Renderer
@@ -53,6 +53,7 @@ class RendererFactory:
     weights: Path | None = None
     finetune_steps: int = 0
     mouth: bool = True  # paint the mouth interior (engines/mouth.py), as `animate` does by default
+    max_travel: float | None = MAX_TRAVEL  # cross-reenactment's retargeting, as `animate`'s (types.py)
 
     def make(self, setup: Setup) -> Renderer:
         from ..engines import get_renderer

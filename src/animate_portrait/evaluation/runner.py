@@ -57,6 +57,7 @@ def run_evaluation(
         "jobs": jobs,
         "finetune_steps": factory.finetune_steps,
         "mouth": factory.mouth,
+        "max_travel": factory.max_travel,
         "size": factory.size,
         "device": factory.device,
         "weights": None if factory.weights is None else str(factory.weights),
@@ -161,7 +162,12 @@ def _cross(portraits, drivers, engines, factory, judge, max_frames, step, skippe
 
     section = Section("cross_reenactment", CROSS_COLUMNS)
     config = RenderConfig(
-        size=factory.size, device=factory.device, weights=factory.weights, crop_only=True, mouth=factory.mouth
+        size=factory.size,
+        device=factory.device,
+        weights=factory.weights,
+        crop_only=True,
+        mouth=factory.mouth,
+        max_travel=factory.max_travel,
     )
     pipelines = {e: Pipeline(RenderConfig(**{**config.__dict__, "engine": e})) for e in engines}
     loader = Pipeline(config)
