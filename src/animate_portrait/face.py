@@ -12,7 +12,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from .types import Crop, Landmarks
+from .types import Crop, Landmarks, face_extent
 
 SIDE = 1.9  # crop side, in face extents (the larger side of the tight landmark box)
 SHIFT_Y = -0.12  # centre shift, in face extents: landmarks stop at the brows, the head goes higher
@@ -21,7 +21,7 @@ FEATHER = 0.25  # paste-back blend ramp, as a fraction of the crop's half-side
 
 def _centre_side(points: np.ndarray) -> tuple[float, float, float]:
     lo, hi = np.nanmin(points, axis=0), np.nanmax(points, axis=0)
-    extent = float(max(hi[0] - lo[0], hi[1] - lo[1], 1.0))
+    extent = face_extent(points)
     cx, cy = (lo + hi) / 2
     return float(cx), float(cy + SHIFT_Y * extent), SIDE * extent
 

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.signal import savgol_filter
 
 from .errors import InputError, NoFaceError
-from .types import MAX_TRAVEL, N_POINTS, Motion
+from .types import MAX_TRAVEL, N_POINTS, Motion, face_extent
 
 MOTION_FORMAT = 1  # bump when the .npz layout changes; load_motion refuses other versions
 
@@ -310,8 +310,7 @@ def retarget(
     c_d, c_s = d0[STABLE].mean(), s[STABLE].mean()
     shift = abs(r_a) * (a * c_d + b - c_d)  # A_t's translation, rotation/scale taken about c_d, carried over
     if max_travel is not None:
-        extent = max(float(np.ptp(s.real)), float(np.ptp(s.imag)), 1e-6)
-        travel = np.abs(shift) / extent
+        travel = np.abs(shift) / face_extent(source)
         eased = limit_travel(travel, max_travel)
         shift = shift * np.where(travel > 0, eased / np.maximum(travel, 1e-12), 1.0)
     return _points(a[:, None] * (x - c_s) + c_s + shift[:, None])

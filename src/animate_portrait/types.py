@@ -119,6 +119,13 @@ class VideoInfo:
 MAX_TRAVEL = 0.25
 
 
+def face_extent(points: np.ndarray) -> float:
+    """The larger side of the tight landmark box (NaN points ignored), at least 1 px: the unit of the
+    crop's size (face.crop_for) and of the head's travel (MAX_TRAVEL)."""
+    lo, hi = np.nanmin(points, axis=0), np.nanmax(points, axis=0)
+    return float(max(hi[0] - lo[0], hi[1] - lo[1], 1.0))
+
+
 @dataclass
 class RenderConfig:
     """What the user chose; the pipeline reads it, the stages get only the parts they need."""
