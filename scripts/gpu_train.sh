@@ -50,7 +50,7 @@ BATCH=${BATCH:-48}
 CACHE=${CACHE:-cache/train}
 MOBILENET=${MOBILENET:-.gpu/mobilenet_v2.safetensors}
 mkdir -p "$OUT" runs
-rm -rf runs/gpu  # a warm machine keeps ignored outputs between calls: never resume an earlier call's run
+rm -rf runs/gpu runs/gpu2  # a warm machine keeps ignored outputs between calls: never resume an earlier run
 T0=$(date +%s)
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
@@ -95,18 +95,18 @@ LEFT=$(( BUDGET - ( $(date +%s) - T0 ) - 60 ))
 MINUTES=$(python3 -c "print(round(max(min($MINUTES, $LEFT / 60), 0.5), 2))")
 
 # EXTRA2 (optional): a second run side by side on the same GPU, with EXTRA2's flags after EXTRA's, into
-# runs/gpu2: a control and a variant from one device call (only the final weights of each come back)
-rm -rf runs/gpu2
+# runs/gpu2: a control and a variant from one device call (only the final weights of each come back);
+# the two share the 16 CPU cores
 if [ -n "${EXTRA2:-}" ]; then
+    export OMP_NUM_THREADS=8
     # shellcheck disable=SC2206
     SECOND=(${EXTRA2})
     echo "== second run beside the main one: ${EXTRA2}"
-    OMP_NUM_THREADS=8 timeout $(( LEFT + 45 )) python3 -m animate_portrait.training.train "$CACHE" \
+    timeout $(( LEFT + 45 )) python3 -m animate_portrait.training.train "$CACHE" \
         --out runs/gpu2 --minutes "$MINUTES" --steps 10000000 --adv-start-frac 0.6 --sample-every 100000000 \
         --ckpt-minutes 2 "${COMMON[@]}" "${SECOND[@]}" > runs/gpu2.log 2>&1 &
     PID2=$!
 fi
-[ -n "${EXTRA2:-}" ] && export OMP_NUM_THREADS=8
 echo "== main ($MINUTES min)"
 timeout $(( LEFT + 45 )) python3 -m animate_portrait.training.train "$CACHE" --out runs/gpu \
     --minutes "$MINUTES" --steps 10000000 --adv-start-frac 0.6 --sample-every 200 --ckpt-minutes 2 "${COMMON[@]}"
