@@ -79,6 +79,8 @@ def test_cross_reenactment_follows_the_driver(evaluated: dict):
     warp = rows["warp 1"]
     assert warp["face_found"] == 1.0
     assert warp["mouth_corr"] > 0.8
+    assert 0.7 < warp["mouth_gain"] < 1.3  # opens as far as the driver (herself) does
+    assert rows["static 1"]["mouth_gain"] == 0.0  # a still mouth follows none of it
     assert warp["identity"] < 0.6  # the astronaut driven by herself stays herself
     assert rows["static 1"]["mouth_corr"] < warp["mouth_corr"]
 

@@ -107,6 +107,17 @@ def test_pearson_handles_gaps_and_constants():
     assert math.isnan(metrics.pearson([1.0, 2.0], [1.0, 2.0]))
 
 
+def test_gain_is_the_slope_not_the_correlation():
+    x = np.arange(10, dtype=float)
+    assert metrics.gain(0.1 * x + 3, x) == pytest.approx(0.1)  # follows perfectly (r = 1), a tenth as far
+    assert metrics.pearson(0.1 * x + 3, x) == pytest.approx(1.0)
+    y = 2 * x
+    y[4] = np.nan  # a frame without a face is left out
+    assert metrics.gain(y, x) == pytest.approx(2.0)
+    assert math.isnan(metrics.gain(x, np.ones(10)))  # a driver that never moves: no slope
+    assert math.isnan(metrics.gain([1.0, 2.0], [1.0, 2.0]))
+
+
 def test_face_ssim_sees_only_the_face(crop_and_points):
     image, points = crop_and_points
     mask = metrics.face_mask(points, image.shape[0])

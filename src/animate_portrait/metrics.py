@@ -179,11 +179,29 @@ def pearson(x: np.ndarray, y: np.ndarray, constant: float = float("nan")) -> flo
     A constant series has no correlation defined: `constant` is returned then. The evaluation passes 0,
     since an output that never moves (the static engine) follows none of the driver's motion.
     """
+    dx, dy = _centred_pairs(x, y)
+    if dx is None:
+        return float("nan")
+    denom = np.sqrt((dx * dx).sum() * (dy * dy).sum())
+    return float((dx * dy).sum() / denom) if denom > 1e-12 else float(constant)
+
+
+def gain(y: np.ndarray, x: np.ndarray) -> float:
+    """Least-squares slope of `y` on `x` over the pairs where both are finite; NaN for < 3 pairs or a
+    constant `x`. The correlation says whether the output follows the driver; this says how far: an
+    output mouth that opens a tenth as wide as the driver's still correlates well, and looks shut."""
+    dx, dy = _centred_pairs(x, y)
+    if dx is None:
+        return float("nan")
+    var = (dx * dx).sum()
+    return float((dx * dy).sum() / var) if var > 1e-12 else float("nan")
+
+
+def _centred_pairs(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The pairs where both are finite, each centred on its mean; (None, None) for < 3 pairs."""
     x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     if len(x) < 3:
-        return float("nan")
-    dx, dy = x - x.mean(), y - y.mean()
-    denom = np.sqrt((dx * dx).sum() * (dy * dy).sum())
-    return float((dx * dy).sum() / denom) if denom > 1e-12 else float(constant)
+        return None, None
+    return x - x.mean(), y - y.mean()

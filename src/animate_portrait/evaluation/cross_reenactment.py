@@ -1,6 +1,7 @@
 """Cross-reenactment: a portrait driven by someone else's video, through the product's own pipeline
 (relative motion, the portrait's crop). No ground truth exists, so we measure what a viewer would check:
-is it still the portrait's person, does the face follow the driver's mouth and head, is there a face at all.
+is it still the portrait's person, does the face follow the driver's mouth and head (and does the mouth open
+as far as the driver's: `mouth_gain`, 1 when it does), is there a face at all.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def evaluate_pair(
         "identity": mean_finite(s.values["identity"]),
         "face_found": mean_finite(s.values["face_found"]),
         "mouth_corr": corr("opening", metrics.mouth_opening),
+        "mouth_gain": metrics.gain(np.asarray(s.values["opening"])[keep], metrics.mouth_opening(real)),
         "yaw_corr": corr("yaw", metrics.yaw),
         "pitch_corr": corr("pitch", metrics.pitch),
         "frames": float(len(s)),

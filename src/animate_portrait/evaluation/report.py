@@ -43,6 +43,7 @@ TABLE1_COLUMNS = (
 CROSS_COLUMNS = (
     Column("identity", "id dist↓"),
     Column("mouth_corr", "mouth r↑"),
+    Column("mouth_gain", "mouth gain"),
     Column("yaw_corr", "yaw r↑"),
     Column("pitch_corr", "pitch r↑"),
     Column("face_found", "face↑"),
