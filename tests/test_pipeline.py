@@ -58,3 +58,20 @@ def test_targets_ease_the_drivers_travel_by_the_config() -> None:
     assert moved[None] > 0.9
     assert 0.2 < moved[RenderConfig().max_travel] <= RenderConfig().max_travel + 1e-3
     assert moved[0.0] < 1e-3
+
+
+def test_a_small_portrait_is_searched_again_at_twice_its_size(tmp_path, astronaut) -> None:
+    """At 300² the astronaut's face is about 55 px, below what dlib's HOG finds; the second search at 2×
+    finds it, and its points come back in the portrait's own pixels."""
+    from PIL import Image
+
+    side = 300
+    path = tmp_path / "small.png"
+    Image.fromarray(astronaut).resize((side, side), Image.LANCZOS).save(path)
+    pipe = pipeline.Pipeline(RenderConfig(engine="static"))
+    image = np.asarray(Image.open(path))
+    assert pipe.detector.detect(image) == []  # one search is not enough
+    found_image, faces = pipe.find_faces(path)
+    assert found_image.shape == (side, side, 3)
+    full = pipe.detector.detect(astronaut)[0].points * (side / astronaut.shape[0])
+    assert np.abs(faces[0].points - full).mean() < 2.0  # px, at 300²
