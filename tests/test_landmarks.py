@@ -56,6 +56,20 @@ def test_small_crop_is_upsampled(astronaut, dlib_detector):
     assert len(dlib_detector.detect(tiny)) == 1
 
 
+def test_magnified_finds_a_small_face_in_the_image_pixels(astronaut, dlib_detector):
+    from animate_portrait.landmarks.magnify import Magnified
+
+    side = 300  # the face's landmarks span about 55 px: below what dlib's 80-px windows find
+    small = np.asarray(Image.fromarray(astronaut).resize((side, side), Image.LANCZOS))
+    assert dlib_detector.detect(small) == []
+    magnified = Magnified(dlib_detector)
+    (found,) = magnified.detect(small)
+    expected = dlib_detector.detect(astronaut)[0].points * (side / astronaut.shape[0])
+    assert np.abs(found.points - expected).mean() < 2.0
+    again = magnified.refine(small, found.box)
+    assert np.abs(again.points - found.points).mean() < 1.0
+
+
 def test_blank_image_has_no_face(dlib_detector):
     assert dlib_detector.detect(np.zeros((300, 400, 3), np.uint8)) == []
     assert dlib_detector.detect(np.full((64, 64, 3), 128, np.uint8)) == []

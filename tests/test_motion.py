@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from animate_portrait import motion
 from animate_portrait.errors import InputError, NoFaceError
@@ -373,3 +374,25 @@ def test_analyse_driver_tracks_fills_and_reports(stages, astronaut, tmp_path) ->
     write_clip(blank, [np.zeros_like(face)] * 3)
     with pytest.raises(NoFaceError, match="no face found in any frame"):
         motion.analyse_driver(blank, landmarks.get_detector("dlib"))
+
+
+@pytest.mark.slow  # one ffmpeg encode + dlib twice, at 2×: 1-3 s
+def test_analyse_driver_magnifies_a_wide_shot(stages, astronaut, tmp_path) -> None:
+    """A speaker far away: a 256² frame whose face spans about 50 px is found only when magnified."""
+    video, landmarks = stages
+    small = np.asarray(Image.fromarray(astronaut[40:296, 96:352]).resize((140, 140), Image.LANCZOS))
+    frames = []
+    for t in range(5):
+        frame = np.full((256, 256, 3), 90, np.uint8)
+        frame[40 + t : 180 + t, 50 + 2 * t : 190 + 2 * t] = small  # the head drifts right and down
+        frames.append(frame)
+    detector = landmarks.get_detector("dlib")
+    assert detector.detect(frames[0]) == []  # one plain search is not enough
+    clip = tmp_path / "wide.mp4"
+    write_clip(clip, frames)
+    m = motion.analyse_driver(clip, detector)
+    assert m.found.all()
+    t = np.arange(5)[:, None]
+    centre = (detector.detect(astronaut)[0].points.mean(0) - [96, 40]) * (140 / 256)  # in the pasted face
+    expected = centre + np.concatenate([50 + 2 * t, 40 + t], axis=1)  # where it was pasted, per frame
+    np.testing.assert_allclose(m.points.mean(axis=1), expected, atol=3.0)  # found in the frame's own pixels

@@ -102,6 +102,7 @@ def analyse_driver(
     """Decode a driving video, track its 68 landmarks, fill frames without a face and smooth."""
     # Imported here so that loading a motion file (batch runs, tests) needs neither ffmpeg nor dlib.
     from . import landmarks, video
+    from .landmarks.magnify import Magnified, is_small
 
     info = video.probe(path)
 
@@ -112,6 +113,9 @@ def analyse_driver(
             yield frame
 
     result = landmarks.track(counted(video.read_frames(path, max_frames)), detector)
+    if not result.found.any() and is_small(info.size[1], info.size[0]):
+        # a wide shot with a small face: once more, magnified (no progress: the bar has counted the frames)
+        result = landmarks.track(video.read_frames(path, max_frames), Magnified(detector))
     found = np.asarray(result.found, bool)
     if not found.any():
         raise NoFaceError(path, "no face found in any frame")

@@ -19,15 +19,12 @@ from . import face, motion, video
 from .engines import Renderer, get_renderer
 from .errors import InputError, NoFaceError
 from .landmarks import LandmarkDetector, get_detector
+from .landmarks.magnify import Magnified, is_small, scale_image
 from .types import Landmarks, Motion, RenderConfig, SourceFace
 
 MOTION_SUFFIX = ".npz"
 # Past this side a portrait is downscaled before anything else: H.264 and memory stay sane (8000² → 3840²).
 MAX_PORTRAIT_SIDE = 3840
-# A portrait at most this big (longer side) in which no face was found is searched again at twice its size:
-# dlib's HOG finds faces from about 80 px, and small web portraits show faces of 50-70 px (two of the 265
-# shared portraits). Only portraits, once each: video frames and the evaluation's judge keep one search.
-SMALL_PORTRAIT = 512
 RENDER_BATCH = 8
 
 Progress = Callable[[int], None]  # called with the number of frames just finished
@@ -66,15 +63,7 @@ def _downscale(image: np.ndarray, max_side: int) -> np.ndarray:
     height, width = image.shape[:2]
     if max(height, width) <= max_side:
         return image
-    return _resize(image, max_side / max(height, width))
-
-
-def _resize(image: np.ndarray, scale: float) -> np.ndarray:
-    from PIL import Image
-
-    height, width = image.shape[:2]
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+    return scale_image(image, max_side / max(height, width))
 
 
 class Pipeline:
@@ -119,8 +108,8 @@ class Pipeline:
         """Read a portrait (downscaled past MAX_PORTRAIT_SIDE) and find its faces, largest first."""
         image = _downscale(video.read_image(path), MAX_PORTRAIT_SIDE)
         faces = self.detector.detect(image)
-        if not faces and max(image.shape[:2]) <= SMALL_PORTRAIT:
-            faces = [Landmarks(f.points / 2) for f in self.detector.detect(_resize(image, 2.0))]
+        if not faces and is_small(*image.shape[:2]):  # a small face (2 of the 265 shared portraits)
+            faces = Magnified(self.detector).detect(image)
         if not faces:
             raise NoFaceError(path, "no face found in the image")
         return image, faces
