@@ -390,9 +390,14 @@ def test_analyse_driver_magnifies_a_wide_shot(stages, astronaut, tmp_path) -> No
     assert detector.detect(frames[0]) == []  # one plain search is not enough
     clip = tmp_path / "wide.mp4"
     write_clip(clip, frames)
-    m = motion.analyse_driver(clip, detector)
-    assert m.found.all()
+    ticks = []
+    m = motion.analyse_driver(clip, detector, on_frame=lambda: ticks.append(1))
+    assert m.found.all() and len(ticks) == 5  # magnified from the first frame on: one pass, counted
     t = np.arange(5)[:, None]
     centre = (detector.detect(astronaut)[0].points.mean(0) - [96, 40]) * (140 / 256)  # in the pasted face
     expected = centre + np.concatenate([50 + 2 * t, 40 + t], axis=1)  # where it was pasted, per frame
     np.testing.assert_allclose(m.points.mean(axis=1), expected, atol=3.0)  # found in the frame's own pixels
+    # a first frame without any face: the plain pass finds nothing, and a second, magnified one follows
+    late = tmp_path / "late.mp4"
+    write_clip(late, [np.full_like(frames[0], 90)] + frames)
+    assert motion.analyse_driver(late, detector).found.tolist() == [False] + [True] * 5

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -112,9 +113,15 @@ def analyse_driver(
                 on_frame()
             yield frame
 
-    result = landmarks.track(counted(video.read_frames(path, max_frames)), detector)
-    if not result.found.any() and is_small(info.size[1], info.size[0]):
-        # a wide shot with a small face: once more, magnified (no progress: the bar has counted the frames)
+    small = is_small(info.size[1], info.size[0])
+    frames = video.read_frames(path, max_frames)
+    first = next(frames, None)
+    if small and first is not None and not detector.detect(first) and Magnified(detector).detect(first):
+        detector = Magnified(detector)  # a wide shot with a small face: magnify it from the start
+    result = landmarks.track(counted(chain([] if first is None else [first], frames)), detector)
+    if not result.found.any() and small and not isinstance(detector, Magnified):
+        # no face in the first frame at either size, nor later at this one: once more, magnified (the bar
+        # has counted the frames already, so this pass runs without it)
         result = landmarks.track(video.read_frames(path, max_frames), Magnified(detector))
     found = np.asarray(result.found, bool)
     if not found.any():
