@@ -77,6 +77,29 @@ def test_bank_and_episodes(cache: Path) -> None:
     assert torch.equal(ep.src, again.src) and torch.equal(ep.vid, again.vid)  # a seed fixes the stream
 
 
+def test_closed_sources_make_g_draw_the_open_mouth(cache: Path) -> None:
+    """Every clip cycles its mouth shut, half open, open: with closed_sources=1 every episode's sources are
+    shut and its target open; at 0 the episodes are the plain ones, draw for draw."""
+    from animate_portrait.motion import mouth_opening
+
+    bank = FrameBank.load(cache)
+    ep = EpisodeSampler(bank, 64, augment=None, closed_sources=1.0).sample(
+        16, 3, torch.Generator().manual_seed(0)
+    )
+    shut = face_points(64, 0.0)[None]
+    wide = face_points(64, 0.1)[None]
+    src, tgt = mouth_opening(ep.src_pts.numpy()), mouth_opening(ep.tgt_pts.numpy())
+    half = (mouth_opening(shut)[0] + mouth_opening(wide)[0]) / 2  # the half-open frames (plus noise)
+    assert src.max() < half < tgt.min()
+    off = EpisodeSampler(bank, 64, augment=None, closed_sources=0.0).sample(
+        16, 3, torch.Generator().manual_seed(0)
+    )
+    plain = EpisodeSampler(bank, 64, augment=None).sample(16, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(off.src_pts, plain.src_pts) and torch.equal(off.tgt_pts, plain.tgt_pts)
+    # drawn at random, some source is open or some target is shut
+    assert mouth_opening(plain.src_pts.numpy()).max() > half > mouth_opening(plain.tgt_pts.numpy()).min()
+
+
 def test_augmentation_keeps_landmarks_on_the_face(cache: Path) -> None:
     """Flip/scale/rotate move points and pixels together: the left eye stays left (index mirroring)."""
     bank = FrameBank.load(cache)

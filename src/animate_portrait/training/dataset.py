@@ -181,17 +181,28 @@ class EpisodeSampler:
     """Draws batches of augmented episodes from a `FrameBank`, on the bank's device."""
 
     def __init__(
-        self, bank: FrameBank, size: int, augment: Augment | None = AUGMENT, fixed_box: bool = False
+        self,
+        bank: FrameBank,
+        size: int,
+        augment: Augment | None = AUGMENT,
+        fixed_box: bool = False,
+        closed_sources: float = 0.0,
     ) -> None:
+        """`closed_sources`: the share of episodes whose K sources come from the least open third of their
+        clip's mouths and whose target from the most open third. A portrait is one image with its mouth
+        shut, so G must draw the inside of the mouth; drawn at random, about 85% of episodes with an open
+        target also have an open source to copy it from (docs/RESULTS.md, "The discriminator")."""
         if fixed_box and bank.boxes is None:
             raise ValueError("fixed_box needs a cache with crop boxes: prepare it again")
         self.bank = bank
         self.fixed_box = fixed_box
+        self.closed_sources = closed_sources
         self.size = size
         self.aug = augment
         self.device = bank.frames.device
         self._starts = bank.starts.cpu()  # index arithmetic on the host: no device sync per step
         self._lengths = bank.lengths.cpu()
+        self._by_opening = _offsets_by_opening(bank) if closed_sources > 0 else None
 
     def sample(self, batch: int, k: int, gen: torch.Generator) -> Episode:
         """`gen` is a CPU generator: every random choice comes from it, so a seed fixes the data stream."""
@@ -199,6 +210,8 @@ class EpisodeSampler:
         clip = torch.randint(bank.n_clips, (batch,), generator=gen)
         lens = self._lengths[clip]
         offs = (torch.rand(batch, k + 1, generator=gen) * lens[:, None]).long()
+        if self._by_opening is not None:
+            offs = self._closed_to_open(offs, clip, gen)
         rows = (self._starts[clip][:, None] + offs).to(dev)  # (B, K+1)
         frames = bank.frames[rows.flatten()].float().div_(255)  # (B*(K+1), 3, S0, S0)
         pts = bank.points[rows.flatten()].view(batch, k + 1, 68, 2)
@@ -222,6 +235,19 @@ class EpisodeSampler:
         pts = torch.where(fl[:, None, None, None], pts[:, :, MIRROR.to(dev)], pts)
         frames = self._colour(frames.view(batch, n, 3, s, s), gen) * 2 - 1
         return Episode(frames[:, :k], pts[:, :k], frames[:, k], pts[:, k], clip.to(dev))
+
+    def _closed_to_open(self, offs: torch.Tensor, clip: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Redraw a `closed_sources` share of the episodes (B, K+1 frame offsets, target last): sources
+        from the clip's least open third of mouths, the target from its most open third."""
+        assert self._by_opening is not None
+        batch, n = offs.shape
+        pick = torch.rand(batch, generator=gen) < self.closed_sources
+        lens, starts = self._lengths[clip], self._starts[clip]
+        third = (lens // 3).clamp(min=1)[:, None]
+        rank = (torch.rand(batch, n, generator=gen) * third).long()  # 0 .. third-1: the least open
+        rank[:, -1] = lens - 1 - rank[:, -1]  # the target: among the most open
+        redrawn = self._by_opening[starts[:, None] + rank]
+        return torch.where(pick[:, None], redrawn, offs)
 
     def _box_maps(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For (B, N) bank rows, each episode's target last: r (B·N,) and t (B·N, 2) such that a point at
@@ -275,3 +301,15 @@ class EpisodeSampler:
         x = grey + (x - grey) * sat
         x = x * (1 + ag.gains * r[:, 3:6]).view(b, 1, 3, 1, 1)
         return x.clamp(0, 1)
+
+
+def _offsets_by_opening(bank: FrameBank) -> torch.Tensor:
+    """(T,) long, laid out as the bank's rows: each clip's frame offsets sorted by how far its mouth is
+    open (inner-lip gap over the outer eye corners' distance), least open first."""
+    from ..motion import mouth_opening
+
+    opening = torch.from_numpy(mouth_opening(bank.points.cpu().numpy()))
+    out = torch.empty(len(opening), dtype=torch.long)
+    for start, length in zip(bank.starts.tolist(), bank.lengths.tolist(), strict=True):
+        out[start : start + length] = torch.argsort(opening[start : start + length], stable=True)
+    return out

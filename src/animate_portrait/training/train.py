@@ -81,6 +81,8 @@ class TrainConfig:
     # head move across a still background, and the hair and background outside the face, most of the
     # perceptual distance, are left to the spline (docs/RESULTS.md, "Where the error lies").
     fixed_box: bool = False
+    # Episodes that make G draw the inside of the mouth: sources shut, target open (dataset.EpisodeSampler)
+    closed_sources: float = 0.0
     mobilenet: str | None = None  # MobileNetV2 weights (.safetensors or torchvision .pth); None: find it
     init: str | None = None  # start E/G/D from a weights file (e.g. the shipped one)
     reset_mask: bool = False  # after --init: restart the blend mask at 0.5 (un-saturate it)
@@ -150,7 +152,9 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
     t_load = time.time()
     bank = FrameBank.load(cache, dev, cfg.max_clips)
     print(f"data: {bank.summary()} loaded in {time.time() - t_load:.1f} s on {dev}", flush=True)
-    sampler = EpisodeSampler(bank, cfg.size, Augment() if cfg.augment else None, cfg.fixed_box)
+    sampler = EpisodeSampler(
+        bank, cfg.size, Augment() if cfg.augment else None, cfg.fixed_box, cfg.closed_sources
+    )
 
     # a revived E pools by mean with a leaky activation (Embedder.revive): the same tensors, another config
     revived = {"e_pool": "mean_leaky"} if cfg.revive_embedder else {}
