@@ -141,6 +141,27 @@ def test_resume_skips_finished_outputs_and_renders_the_rest(
     assert [line["status"] for line in ran.json_lines()] == ["skipped"] * 3
 
 
+def test_format_names_the_outputs_container(
+    tmp_path, motion_file: Path, astronaut_png: Path, capsys, monkeypatch
+):
+    (portrait,) = _copies(tmp_path / "in", astronaut_png, ["face.png"])
+    out = tmp_path / "out"
+    ran = run_cli(
+        ["batch", portrait, "--driver", motion_file, "--output-dir", out, "--format", "GIF", *FAST],
+        capsys,
+        monkeypatch,
+    )
+    assert ran.code == 0, ran.err
+    assert ran.json_lines()[0]["output"] == str(out / "face.gif")
+    assert len(list(video.read_frames(out / "face.gif"))) == 3
+    ran = run_cli(
+        ["batch", portrait, "--driver", motion_file, "--output-dir", out, "--format", "avi"],
+        capsys,
+        monkeypatch,
+    )
+    assert ran.code == 2 and "--format" in ran.err and not list(out.glob("*.avi"))
+
+
 def test_resume_and_overwrite_together_is_a_usage_error(tmp_path, capsys, monkeypatch):
     ran = run_cli(
         ["batch", "x.jpg", "--driver", "d.mp4", "--output-dir", tmp_path, "--resume", "--overwrite"],

@@ -101,6 +101,20 @@ def test_crop_only_and_no_audio(tmp_path, driver: Driver, astronaut_png: Path, c
     assert not video.probe(out).has_audio
 
 
+def test_gif_and_webm_outputs(tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch):
+    """WebM carries the driver's audio (Opus); GIF has none, and says so in the summary."""
+    for name, audio in (("talk.webm", "opus"), ("talk.gif", None)):
+        out = tmp_path / name
+        args = [astronaut_png, "--driver", driver.path, "-o", out, "--max-frames", "6", "--json"]
+        ran = run_cli(args, capsys, monkeypatch)
+        assert ran.code == 0, ran.err
+        assert ran.json_lines()[-1]["audio"] is (audio is not None)
+        info = video.probe(out)
+        assert info.audio_codec == audio and info.size == (512, 512)
+        frames = list(video.read_frames(out))
+        assert len(frames) == 6 and identity.distance(frames[0], frames[-1]) < 0.6
+
+
 def test_motion_file_is_reusable(tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch):
     motion_file = tmp_path / "talk.motion.npz"
     ran = run_cli(["motion", driver.path, "-o", motion_file, "-q"], capsys, monkeypatch)

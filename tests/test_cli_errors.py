@@ -143,6 +143,14 @@ def test_existing_output_needs_overwrite(out, driver: Driver, astronaut_png: Pat
     assert ran.code == 0 and len(list(video.read_frames(out))) == 2
 
 
+@pytest.mark.parametrize("name", ["out.avi", "out"])
+def test_unknown_output_format(tmp_path, name, driver: Driver, astronaut_png: Path, capsys, monkeypatch):
+    out = tmp_path / name
+    ran = run_cli([astronaut_png, "--driver", driver.path, "-o", out], capsys, monkeypatch)
+    _assert_clean_failure(ran, out, name)
+    assert "unsupported output format" in ran.err and ".gif" in ran.err
+
+
 @pytest.mark.parametrize("kind", ["missing", "corrupt", "wrong_shape"])
 def test_bad_weights(kind, out, driver: Driver, astronaut_png: Path, capsys, monkeypatch):
     weights = out.parent / "model.safetensors"

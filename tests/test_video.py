@@ -79,6 +79,68 @@ def test_audio_is_muxed_and_cut_or_padded_to_the_video(tmp_path, astronaut, seco
     assert b"Duration: 00:00:01.0" in log
 
 
+@pytest.mark.parametrize(
+    ("suffix", "audio", "tolerance"),
+    [(".webm", "opus", 5), (".mkv", "aac", 4), (".MOV", "aac", 4), (".gif", None, 8)],
+)
+def test_other_containers_round_trip_with_their_audio(tmp_path, astronaut, suffix, audio, tolerance):
+    tone = _tone(tmp_path / "tone.mp3", 1.0)
+    out = tmp_path / f"talk{suffix}"
+    _write(out, astronaut, n=12, fps=20, audio_from=tone)
+    info = video.probe(out)
+    assert info.size == (128, 96) and info.fps == 20
+    assert info.audio_codec == audio  # GIF has no sound: none is muxed, and nothing fails
+    frames = list(video.read_frames(out))
+    assert len(frames) == 12
+    ref = _frames(astronaut, 12, 128, 96)
+    err = np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(frames, ref, strict=True)])
+    assert err < tolerance, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, "tone.mp3"])
+
+
+def test_gif_keeps_a_colour_the_first_frame_lacks_close(tmp_path, astronaut):
+    """The GIF's palette comes from its first frame: a later frame's new colour maps to the nearest."""
+    first = np.full((64, 64, 3), (200, 160, 140), np.uint8)
+    later = first.copy()
+    later[20:40, 20:40] = (40, 10, 20)  # a dark mouth that opens later
+    out = tmp_path / "mouth.gif"
+    with video.VideoWriter(out, 10, (64, 64)) as w:
+        w.write(first)
+        w.write(later)
+    got = list(video.read_frames(out))[-1]
+    assert np.abs(got[25:35, 25:35].astype(int) - (40, 10, 20)).mean() < 60
+    assert np.abs(got[:10].astype(int) - (200, 160, 140)).mean() < 8
+
+
+def test_gif_frames_read_back_once_each_at_30_fps(tmp_path):
+    """GIF stores 30 fps as 30/40/30 ms delays; reading it must not repeat frames to make a constant rate."""
+    out = tmp_path / "thirty.gif"
+    with video.VideoWriter(out, 30, (32, 32)) as w:
+        for i in range(7):
+            w.write(np.full((32, 32, 3), 34 * i, np.uint8))
+    assert Image.open(out).n_frames == 7
+    levels = [int(f[0, 0, 0]) for f in video.read_frames(out)]
+    assert levels == sorted(set(levels)) and len(levels) == 7
+
+
+@pytest.mark.parametrize("name", ["out.avi", "out", "out.png"])
+def test_unknown_output_format_fails_before_any_work(tmp_path, name):
+    with pytest.raises(InputError, match="unsupported output format") as err:
+        video.VideoWriter(tmp_path / name, 25, (64, 64))
+    assert name in str(err.value) and ".webm" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gif_without_frames_or_interrupted_leaves_nothing(tmp_path, astronaut):
+    out = tmp_path / "out.gif"
+    with pytest.raises(InputError, match="no frames"), video.VideoWriter(out, 25, (128, 96)):
+        pass
+    with pytest.raises(KeyboardInterrupt), video.VideoWriter(out, 25, (128, 96)) as w:
+        w.write(_frames(astronaut, 1, 128, 96)[0])
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_driver_without_audio_gives_silent_output(tmp_path, astronaut):
     silent = tmp_path / "silent.mp4"
     _write(silent, astronaut, n=3)

@@ -74,15 +74,15 @@ def shard_of(path: Path, count: int) -> int:
     return int.from_bytes(digest, "big") % count
 
 
-def output_names(portraits: list[Path], output_dir: Path) -> list[Path]:
-    """`<stem>.mp4`, stable across runs; stems that collide get a short hash of their path."""
+def output_names(portraits: list[Path], output_dir: Path, suffix: str = ".mp4") -> list[Path]:
+    """`<stem><suffix>`, stable across runs; stems that collide get a short hash of their path."""
     stems = Counter(p.stem for p in portraits)
     names = []
     for path in portraits:
         stem = path.stem
         if stems[stem] > 1:
             stem += "-" + hashlib.sha1(str(path).encode()).hexdigest()[:8]
-        names.append(output_dir / f"{stem}.mp4")
+        names.append(output_dir / f"{stem}{suffix}")
     return names
 
 
@@ -112,12 +112,14 @@ def run_batch(
     threads: int | None = None,
     group: int | None = None,
     executor: Executor | None = None,
+    suffix: str = ".mp4",
 ) -> int:
     """Animate each portrait; print one line (JSON with --json) per portrait; return how many failed.
 
     `threads`: torch threads per worker process (default: the cores shared out among the workers).
     `group`: portraits per forward pass of the renderer (default: GPU_GROUP on CUDA, 1 elsewhere).
     `executor`: renders the portraits instead of this process or its workers (--ray: ray_executor.py).
+    `suffix`: the outputs' container (video.OUTPUT_FORMATS).
     """
     if not portraits:
         raise InputError(None, "no portraits given (pass paths, or '-' to read them from stdin)")
@@ -126,7 +128,7 @@ def run_batch(
     unique = list(dict.fromkeys(portraits))  # a portrait listed twice would race itself for one output
     if len(unique) < len(portraits):
         report.info(f"{len(portraits) - len(unique)} portraits were listed twice; each is animated once")
-    pairs = list(zip(unique, output_names(unique, output_dir), strict=True))
+    pairs = list(zip(unique, output_names(unique, output_dir, suffix), strict=True))
     if shard is not None:
         pairs = [(p, o) for p, o in pairs if shard.holds(p)]
         report.info(f"shard {shard.index}/{shard.count}: {len(pairs)} of {len(unique)} portraits")

@@ -15,7 +15,7 @@ import typer
 from . import __version__
 from .console import EXIT_INPUT, EXIT_INTERRUPTED, Reporter, fail
 from .errors import InputError
-from .types import MAX_TRAVEL, RenderConfig
+from .types import MAX_TRAVEL, OUTPUT_FORMATS, OUTPUT_HELP, RenderConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -108,7 +108,7 @@ def _config(
 )
 def animate(
     driver: Driver,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output MP4.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help=OUTPUT_HELP)],
     sources: Annotated[
         list[Path] | None,
         typer.Argument(
@@ -219,7 +219,7 @@ def motion_cmd(
     with report.guard():
         if output.suffix.lower() != ".npz":
             raise InputError(output, "a motion file must end in .npz")
-        video.check_output(output, overwrite)
+        video.check_writable(output, overwrite)
         pipeline = Pipeline(RenderConfig(landmarks=landmarks, max_frames=max_frames))
         driving = report.analyse(pipeline, video_path)
         motion.save_motion(driving, output)
@@ -242,7 +242,9 @@ def batch(
         list[str], typer.Argument(help="Portrait images; '-' reads one path per line from stdin.")
     ],
     driver: Driver,
-    output_dir: Annotated[Path, typer.Option("--output-dir", help="Folder for <portrait>.mp4 files.")],
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", help="Folder for the <portrait>.mp4 (or --format) files.")
+    ],
     engine: Engine = DEFAULT_ENGINE,
     size: Size = 256,
     device: Device = "auto",
@@ -300,6 +302,9 @@ def batch(
     resume: Annotated[
         bool, typer.Option(help="Skip portraits whose output already exists as a readable video.")
     ] = False,
+    out_format: Annotated[
+        str, typer.Option("--format", metavar="mp4|mov|mkv|webm|gif", help="The outputs' container.")
+    ] = "mp4",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -325,6 +330,11 @@ def batch(
     if finetune_steps and engine != "neural":
         raise typer.BadParameter("needs --engine neural", param_hint="--finetune-steps")
     config = replace(config, finetune_steps=finetune_steps)
+    suffix = "." + out_format.lower().lstrip(".")
+    if suffix not in OUTPUT_FORMATS:
+        raise typer.BadParameter(
+            f"use one of {', '.join(f[1:] for f in OUTPUT_FORMATS)}", param_hint="--format"
+        )
     if resume and overwrite:
         raise typer.BadParameter("--resume keeps finished outputs, --overwrite replaces them: pick one")
     try:
@@ -350,6 +360,7 @@ def batch(
                 threads=threads,
                 group=group,
                 executor=executor,
+                suffix=suffix,
             )
     if failed:
         raise typer.Exit(EXIT_INPUT)
@@ -357,7 +368,7 @@ def batch(
 
 @app.command("demo")
 def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output MP4.")] = Path("demo.mp4"),
+    output: Annotated[Path, typer.Option("--output", "-o", help=OUTPUT_HELP)] = Path("demo.mp4"),
     engine: Engine = DEFAULT_ENGINE,
     device: Device = "auto",
     overwrite: Overwrite = False,

@@ -132,7 +132,7 @@ def _result(output: Path, lead: SourceFace, writer: video.VideoWriter, driving: 
         fps=driving.fps,
         width=writer.size[0],
         height=writer.size[1],
-        audio=writer.audio_from is not None,
+        audio=writer.has_audio,
         driver_frames_filled=driving.n_filled,
         faces_in_portrait=lead.n_faces,
         seconds=round(time.perf_counter() - started, 3),

@@ -223,7 +223,7 @@ class Pipeline:
             fps=driving.fps,
             width=width,
             height=height,
-            audio=audio_from is not None,
+            audio=writer.has_audio,  # False for a GIF, or a driver without sound
             driver_frames_filled=driving.n_filled,
             faces_in_portrait=lead.n_faces,
             seconds=round(time.perf_counter() - started, 3),

@@ -118,6 +118,20 @@ class VideoInfo:
 # crop. Travel up to motion.TRAVEL_KNEE of it is kept as it is, beyond that it eases towards the limit.
 MAX_TRAVEL = 0.25
 
+# Output containers by suffix, and the encoder family each takes (video.VideoWriter). H.264 + AAC plays
+# everywhere; WebM (VP9 + Opus) is what browsers and web pipelines take without a licence question; GIF (no
+# sound) is what chats and READMEs show inline, and what FOMM writes. Any other suffix fails before any work,
+# not after the whole render as ffmpeg's own error would.
+OUTPUT_FORMATS = {
+    ".mp4": "h264",
+    ".m4v": "h264",
+    ".mov": "h264",
+    ".mkv": "h264",
+    ".webm": "vp9",
+    ".gif": "gif",
+}
+OUTPUT_HELP = "Output video: .mp4, .mov, .mkv (H.264 + AAC), .webm (VP9 + Opus) or .gif (no sound)."
+
 
 def face_extent(points: np.ndarray) -> float:
     """The larger side of the tight landmark box (NaN points ignored), at least 1 px: the unit of the

@@ -29,9 +29,22 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
-from .types import VideoInfo
+from .types import OUTPUT_FORMATS, VideoInfo
 
 CRF = 18  # x264 quality: visually lossless on faces, ~3x smaller than crf 10
+
+# Encoders by OUTPUT_FORMATS' family.
+_H264 = ["-c:v", "libx264", "-preset", "medium", "-crf", str(CRF), "-pix_fmt", "yuv420p"]
+# VP9 at crf 30: 1.7 grey levels from the x264 output on the demo's 512² frames, and 70% of its size; with
+# row-mt and cpu-used 4 the whole 50-frame demo took 6.8 s against x264's 5.1 s here.
+_VP9 = "-c:v libvpx-vp9 -crf 30 -b:v 0 -row-mt 1 -deadline good -cpu-used 4 -pix_fmt yuv420p".split()
+# GIF: one palette for the whole video and only the rectangle that changed stored per frame (10x smaller
+# than a palette per frame). A palette made from the whole video would make ffmpeg hold every frame until
+# the end, so memory would grow with its length; instead it is made from the first frame (a talking portrait
+# keeps its colours; octree kept a later open mouth closer than median cut did) plus a grey ramp for colours
+# the first frame lacks.
+_GIF_GREYS = np.repeat(np.linspace(0, 255, 16).round().astype(np.uint8)[:, None], 3, 1)
+_GIF_USE = "[0:v][1:v]paletteuse=diff_mode=rectangle:dither=bayer:bayer_scale=5"
 _VIDEO_RE = re.compile(r"Stream #\S+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})")
 _AUDIO_RE = re.compile(r"Stream #\S+.*?: Audio: (\w+)")
 _FPS_RE = re.compile(r"([\d.]+)(k?) (fps|tbr)")
@@ -202,6 +215,10 @@ def _decode(path: Path, info: VideoInfo, max_frames: int | None) -> Iterator[np.
     w, h = info.size
     nbytes = w * h * 3
     cmd = [_ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-an", "-sn"]
+    if path.suffix.lower() == ".gif":
+        # Each GIF frame once. GIF delays are whole centiseconds, so 30 fps is stored as 30/40/30 ms, and
+        # ffmpeg's constant-rate default would repeat frames; a GIF has no sound to stay in sync with.
+        cmd += ["-fps_mode", "passthrough"]
     if max_frames is not None:
         cmd += ["-frames:v", str(int(max_frames))]
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
@@ -241,7 +258,27 @@ def _is_fatal(err: str) -> bool:
     return any(s in err for s in ("partial file", "Invalid data found", "moov atom not found", "truncat"))
 
 
+def output_format(path: Path) -> str:
+    """The encoder family for an output's suffix (OUTPUT_FORMATS); InputError for any other suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        named = f"format '{suffix}'" if suffix else "format (no file extension)"
+        raise InputError(path, f"unsupported output {named}; use {', '.join(OUTPUT_FORMATS)}")
+    return OUTPUT_FORMATS[suffix]
+
+
+def has_sound(path: Path) -> bool:
+    """Whether an output of this name can carry the driver's audio (GIF can't)."""
+    return output_format(path) != "gif"
+
+
 def check_output(path: Path, overwrite: bool) -> None:
+    """Fail before any work when a video can't be written there: unknown format, or check_writable's."""
+    output_format(path)
+    check_writable(path, overwrite)
+
+
+def check_writable(path: Path, overwrite: bool) -> None:
     """Fail before any work when the output can't be written: missing/unwritable folder, existing file."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
@@ -256,7 +293,8 @@ def check_output(path: Path, overwrite: bool) -> None:
 
 
 class VideoWriter:
-    """Write an H.264 MP4 atomically, with the audio of `audio_from` (if it has any) muxed in as AAC.
+    """Write a video atomically: H.264 + AAC (MP4, MOV, MKV), VP9 + Opus (WebM) or GIF (no sound), with
+    the audio of `audio_from` (if it has any) muxed in.
 
     Frames go to a temp file beside `path` (same filesystem, so the final `os.replace` is atomic); any
     exception, KeyboardInterrupt included, kills ffmpeg and deletes the temp file. yuv420p needs even
@@ -274,13 +312,16 @@ class VideoWriter:
     ) -> None:
         self.path = Path(path)
         check_output(self.path, overwrite)
+        self.format = output_format(self.path)
         self.fps = _snap_fps(float(fps))
         self.size = (int(size[0]), int(size[1]))
         self.out_size = (self.size[0] + self.size[0] % 2, self.size[1] + self.size[1] % 2)
         self.audio_from = Path(audio_from) if audio_from is not None else None
         # any media file works as the audio source: a driver video, or a plain audio file
         self.has_audio = (
-            self.audio_from is not None and _AUDIO_RE.search(_header(self.audio_from)) is not None
+            self.audio_from is not None
+            and has_sound(self.path)
+            and _AUDIO_RE.search(_header(self.audio_from)) is not None
         )
         self.n_frames = 0
         self.tmp = temp_path(self.path)
@@ -290,33 +331,59 @@ class VideoWriter:
             queue_frames(self.out_size[0] * self.out_size[1] * 3)
         )
         self._thread: threading.Thread | None = None
+        self._palette_dir: tempfile.TemporaryDirectory[str] | None = None  # GIF only
         self._broken = False  # set by the feeding thread when ffmpeg stopped reading (it exited)
 
-    def _command(self) -> list[str]:
+    def _command(self, palette: Path | None = None) -> list[str]:
         w, h = self.out_size
         cmd = [_ffmpeg(), "-nostdin", "-y", "-v", "error"]
         cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(self.fps), "-i", "-"]
         if self.has_audio:
             cmd += ["-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a:0"]
-            # Always AAC: every driver codec fits MP4 that way. apad + -shortest makes the audio exactly as
-            # long as the video: longer audio is cut, shorter audio is padded with silence.
-            cmd += ["-c:a", "aac", "-b:a", "160k", "-af", "apad", "-shortest"]
-        cmd += ["-c:v", "libx264", "-preset", "medium", "-crf", str(CRF), "-pix_fmt", "yuv420p"]
-        cmd += ["-movflags", "+faststart", str(self.tmp)]
-        return cmd
+            # Re-encoded always: every driver codec fits the container that way. apad + -shortest makes the
+            # audio exactly as long as the video: longer audio is cut, shorter audio is padded with silence.
+            audio = (
+                ["-c:a", "libopus", "-b:a", "128k"]
+                if self.format == "vp9"
+                else ["-c:a", "aac", "-b:a", "160k"]
+            )
+            cmd += audio + ["-af", "apad", "-shortest"]
+        if self.format == "gif":
+            assert palette is not None, "a GIF starts at its first frame, which makes its palette"
+            cmd += ["-i", str(palette), "-lavfi", _GIF_USE, "-loop", "0"]
+        else:
+            cmd += _VP9 if self.format == "vp9" else _H264
+        if self.path.suffix.lower() in (".mp4", ".m4v", ".mov"):
+            cmd += ["-movflags", "+faststart"]  # the index first, so a browser plays it while it loads
+        return cmd + [str(self.tmp)]
 
     def __enter__(self) -> VideoWriter:
         self._errlog = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(
-            self._command(), stdin=subprocess.PIPE, stderr=self._errlog, start_new_session=True
-        )
+        if self.format != "gif":  # a GIF's encoder starts at the first frame (_start_gif)
+            self._start(self._command())
+        return self
+
+    def _start_gif(self, first: np.ndarray) -> None:
+        """Make the palette from the first frame (see _GIF_GREYS), then start the encoder with it."""
+        self._palette_dir = tempfile.TemporaryDirectory(prefix="animate-portrait-")
+        palette = Path(self._palette_dir.name) / "palette.png"
+        n_own = 256 - len(_GIF_GREYS)
+        own = Image.fromarray(first).quantize(n_own, method=Image.Quantize.FASTOCTREE).getpalette() or []
+        own_rgb = np.asarray(own[: 3 * n_own], np.uint8).reshape(-1, 3)
+        colours = np.zeros((256, 3), np.uint8)
+        colours[: len(own_rgb)] = own_rgb
+        colours[n_own:] = _GIF_GREYS
+        Image.fromarray(colours.reshape(16, 16, 3)).save(palette)  # paletteuse takes a 16x16 image
+        self._start(self._command(palette))
+
+    def _start(self, cmd: list[str]) -> None:
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._errlog, start_new_session=True)
         try:
             self._thread = threading.Thread(target=self._feed, name="animate-portrait-writer", daemon=True)
             self._thread.start()
         except BaseException as err:  # a Ctrl-C here: `with` never calls __exit__, so call it now
             self.__exit__(type(err), err, err.__traceback__)
             raise
-        return self
 
     def _feed(self) -> None:
         """The writer thread: queued frames into ffmpeg's stdin until the None that ends the video."""
@@ -336,7 +403,9 @@ class VideoWriter:
             raise ValueError(f"expected a ({h}, {w}, 3) uint8 frame, got {frame.shape} {frame.dtype}")
         if self.out_size != self.size:
             frame = np.pad(frame, ((0, self.out_size[1] - h), (0, self.out_size[0] - w), (0, 0)), mode="edge")
-        assert self._thread is not None, "use VideoWriter inside `with`"
+        assert self._errlog is not None, "use VideoWriter inside `with`"
+        if self._proc is None:
+            self._start_gif(frame)
         if self._broken:
             raise InputError(self.path, f"could not write the video ({self._error()})")
         # A copy (tobytes): the caller may reuse its array while this frame waits in the queue.
@@ -359,11 +428,13 @@ class VideoWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         proc = self._proc
-        assert proc is not None and proc.stdin is not None
         try:
             if exc_type is None:
+                if proc is None:  # a GIF, whose encoder starts at the first frame, got none
+                    raise InputError(self.path, "no frames to write")
                 self._finish_feeding()
                 try:
+                    assert proc.stdin is not None
                     proc.stdin.close()  # flushes the last frames: ffmpeg may have exited by now
                 except (BrokenPipeError, ValueError):
                     self._broken = True
@@ -374,18 +445,24 @@ class VideoWriter:
                     raise InputError(self.path, "no frames to write")
                 os.replace(self.tmp, self.path)
         finally:
-            if proc.poll() is None:
-                proc.kill()  # first: a thread blocked writing into ffmpeg gets EPIPE and drains the rest
-                proc.wait()
-            self._finish_feeding()
-            if proc.stdin and not proc.stdin.closed:
-                try:
-                    proc.stdin.close()
-                except (BrokenPipeError, ValueError):
-                    pass
+            if proc is not None:
+                self._stop(proc)
             if self._errlog is not None:
                 self._errlog.close()
+            if self._palette_dir is not None:
+                self._palette_dir.cleanup()
             self.tmp.unlink(missing_ok=True)
+
+    def _stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.kill()  # first: a thread blocked writing into ffmpeg gets EPIPE and drains the rest
+            proc.wait()
+        self._finish_feeding()
+        if proc.stdin and not proc.stdin.closed:
+            try:
+                proc.stdin.close()
+            except (BrokenPipeError, ValueError):
+                pass
 
 
 def temp_path(output: Path) -> Path:
