@@ -115,6 +115,37 @@ def test_gif_and_webm_outputs(tmp_path, driver: Driver, astronaut_png: Path, cap
         assert len(frames) == 6 and identity.distance(frames[0], frames[-1]) < 0.6
 
 
+def _face_track(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Nose-tip x and mouth opening per frame, from dlib afresh (every frame must show a face)."""
+    detector = get_detector("dlib")
+    points = np.stack([detector.detect(frame)[0].points for frame in video.read_frames(path)])
+    return points[:, 30, 0], motion.mouth_opening(points)
+
+
+def test_region_and_expression_scale(tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch):
+    """--region lips: the mouth talks and the head stays still; --expression-scale 1.5 opens it further."""
+    tracks = {}
+    for name, extra in (("all", []), ("lips", ["--region", "lips"]), ("wide", ["--expression-scale", "1.5"])):
+        out = tmp_path / f"{name}.mp4"
+        ran = run_cli(
+            [astronaut_png, "-d", driver.path, "-o", out, "--crop-only", "-q", *extra], capsys, monkeypatch
+        )
+        assert ran.code == 0, ran.err
+        tracks[name] = _face_track(out)
+    nose_all, mouth_all = tracks["all"]
+    nose_lips, mouth_lips = tracks["lips"]
+    assert np.ptp(nose_all) > 4 and np.ptp(nose_lips) < 1.5, (np.ptp(nose_all), np.ptp(nose_lips))
+    assert np.corrcoef(mouth_lips, driver.opening)[0, 1] > 0.8
+    gain = {name: np.polyfit(driver.opening, tracks[name][1], 1)[0] for name in ("all", "wide")}
+    assert gain["wide"] > 1.3 * gain["all"] > 0, gain
+    ran = run_cli(
+        [astronaut_png, "-d", driver.path, "-o", tmp_path / "x.mp4", "--absolute", "--region", "lips"],
+        capsys,
+        monkeypatch,
+    )
+    assert ran.code == 2 and "relative" in ran.err and not (tmp_path / "x.mp4").exists()
+
+
 def test_motion_file_is_reusable(tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch):
     motion_file = tmp_path / "talk.motion.npz"
     ran = run_cli(["motion", driver.path, "-o", motion_file, "-q"], capsys, monkeypatch)

@@ -242,6 +242,64 @@ def test_retarget_without_travel_keeps_expression() -> None:
     assert motion.mouth_opening(out[1]) - motion.mouth_opening(src) == pytest.approx(0.25, abs=0.02)
 
 
+def _talking_and_turning(src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A driver whose head turns, grows and moves while its mouth opens and its brows rise."""
+    d0 = similar(FACE, 0.7, -5, (40, 10))
+    d_iod = float(np.linalg.norm(d0[45] - d0[36]))
+    face = open_mouth(d0, 0.25 * d_iod)
+    face[17:27, 1] -= 0.1 * d_iod
+    return np.stack([d0, similar(face, 1.1, 12, (15, -5))]), d0
+
+
+@pytest.mark.parametrize(
+    ("region", "moved", "posed"),
+    [("lips", motion.MOUTH_REGION, False), ("eyes", np.r_[17:27], False), ("pose", [], True)],
+)
+def test_retarget_region_moves_only_its_points(region, moved, posed) -> None:
+    src = portrait()
+    driver, _ = _talking_and_turning(src)
+    out = motion.retarget(src, driver, max_travel=None, region=region)[1]
+    still = np.setdiff1d(np.arange(68), moved)
+    if posed:  # the whole face turns as the driver's head, rigidly: its own shape, mouth shut as it was
+        a, b = motion.similarity(motion._complex(src), motion._complex(out))
+        np.testing.assert_allclose(motion._points(a * motion._complex(src) + b), out, atol=1e-3)
+        assert np.rad2deg(np.angle(a)) == pytest.approx(12, abs=0.1) and abs(a) == pytest.approx(
+            1.1, rel=1e-3
+        )
+    else:  # the head holds still, and only the region's points move
+        np.testing.assert_allclose(out[still], src[still], atol=1e-3)
+        assert np.abs(out[moved] - src[moved]).max() > 3
+    full = motion.retarget(src, driver, max_travel=None)[1]
+    if region == "lips":  # the mouth opens as far as with every region on
+        opening = motion.mouth_opening(out) - motion.mouth_opening(src)
+        assert opening == pytest.approx(motion.mouth_opening(full) - motion.mouth_opening(src), rel=0.02)
+
+
+def test_retarget_expression_region_and_scale() -> None:
+    src = portrait()
+    driver, _ = _talking_and_turning(src)
+    change = {
+        scale: motion.mouth_opening(
+            motion.retarget(src, driver, region="expression", expression_scale=scale)[1]
+        )
+        - motion.mouth_opening(src)
+        for scale in (0.0, 1.0, 1.5)
+    }
+    assert change[1.0] == pytest.approx(0.25, abs=0.02)
+    assert change[1.5] == pytest.approx(1.5 * change[1.0], rel=0.02)
+    np.testing.assert_allclose(
+        motion.retarget(src, driver, region="expression", expression_scale=0)[1], src, atol=1e-3
+    )
+    # scale 0 with every region on is the pose alone
+    np.testing.assert_allclose(
+        motion.retarget(src, driver, expression_scale=0),
+        motion.retarget(src, driver, region="pose"),
+        atol=1e-3,
+    )
+    with pytest.raises(ValueError, match="unknown region"):
+        motion.retarget(src, driver, region="nose")
+
+
 def test_retarget_lips_never_cross_when_driver_starts_open() -> None:
     src = FACE.copy()
     src[[65, 66, 67], 1] = src[[61, 62, 63], 1]  # a closed-mouth portrait

@@ -15,7 +15,7 @@ import typer
 from . import __version__
 from .console import EXIT_INPUT, EXIT_INTERRUPTED, Reporter, fail
 from .errors import InputError
-from .types import MAX_TRAVEL, OUTPUT_FORMATS, OUTPUT_HELP, RenderConfig
+from .types import MAX_TRAVEL, OUTPUT_FORMATS, OUTPUT_HELP, REGION_NAMES, RenderConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -45,6 +45,23 @@ MaxTravel = Annotated[
         help="Relative motion: how far the head may move in the picture, in face sizes. Beyond 60% of "
         "it the driver's travel is eased, so a head crossing its frame does not leave the face's crop "
         "(0: the head stays in place; a large value: all of the driver's travel).",
+    ),
+]
+Region = Annotated[
+    str,
+    typer.Option(
+        metavar="|".join(REGION_NAMES),
+        help="Relative motion: what the portrait takes from the driver. all: head pose and expression; "
+        "expression: the face moves, the head stays; pose: the head moves, the face stays; lips: lip-sync "
+        "only (lips and jaw); eyes: blinks, gaze and brows only.",
+    ),
+]
+ExpressionScale = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        help="Relative motion: the driver's expression change × this (0: a still face; 1.3: livelier; "
+        "the head's pose is not scaled).",
     ),
 ]
 CropOnly = Annotated[bool, typer.Option(help="Write the aligned face crop instead of the whole picture.")]
@@ -78,6 +95,8 @@ def _config(
     overwrite,
     mouth=True,
     max_travel=MAX_TRAVEL,
+    region="all",
+    expression_scale=1.0,
 ):
     if engine not in ("neural", "warp", "static"):
         raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
@@ -85,6 +104,12 @@ def _config(
         raise typer.BadParameter(f"unknown backend {landmarks!r}", param_hint="--landmarks")
     if size < 64 or size % 8:
         raise typer.BadParameter("must be a multiple of 8, at least 64", param_hint="--size")
+    if region not in REGION_NAMES:
+        raise typer.BadParameter(f"use one of {', '.join(REGION_NAMES)}", param_hint="--region")
+    if not relative and (region != "all" or expression_scale != 1.0):
+        raise typer.BadParameter(
+            "needs relative motion: drop --absolute", param_hint="--region / --expression-scale"
+        )
     return RenderConfig(
         size=size,
         engine=engine,
@@ -98,6 +123,8 @@ def _config(
         weights=weights,
         overwrite=overwrite,
         mouth=mouth,
+        region=region,
+        expression_scale=expression_scale,
     )
 
 
@@ -134,6 +161,8 @@ def animate(
     landmarks: Marks = "dlib",
     relative: Relative = True,
     max_travel: MaxTravel = MAX_TRAVEL,
+    region: Region = "all",
+    expression_scale: ExpressionScale = 1.0,
     crop_only: CropOnly = False,
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
@@ -176,6 +205,8 @@ def animate(
         overwrite,
         mouth,
         max_travel,
+        region,
+        expression_scale,
     )
     policy = PersonPolicy(finetune_steps, person)
     if problem := policy.problem(engine):
@@ -252,6 +283,8 @@ def batch(
     landmarks: Marks = "dlib",
     relative: Relative = True,
     max_travel: MaxTravel = MAX_TRAVEL,
+    region: Region = "all",
+    expression_scale: ExpressionScale = 1.0,
     crop_only: CropOnly = False,
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
@@ -326,6 +359,8 @@ def batch(
         overwrite,
         mouth,
         max_travel,
+        region,
+        expression_scale,
     )
     if finetune_steps and engine != "neural":
         raise typer.BadParameter("needs --engine neural", param_hint="--finetune-steps")

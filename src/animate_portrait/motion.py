@@ -17,7 +17,7 @@ import numpy as np
 from scipy.signal import savgol_filter
 
 from .errors import InputError, NoFaceError
-from .types import MAX_TRAVEL, N_POINTS, Motion, face_extent
+from .types import MAX_TRAVEL, N_POINTS, REGION_NAMES, Motion, face_extent
 
 MOTION_FORMAT = 1  # bump when the .npz layout changes; load_motion refuses other versions
 
@@ -32,6 +32,16 @@ _LOWER = np.array([67, 66, 65, 41, 40, 47, 46])
 MOUTH_REGION = np.r_[5:12, 48:68]
 EYE_REGION = np.array([37, 38, 40, 41, 43, 44, 46, 47])
 NEUTRAL_MOUTH_PERCENTILE = 5.0
+# What each --region takes from the driver (LivePortrait's animation_region): the head's pose, and the
+# expression change of which points. "eyes" takes the brows too: they move with a blink and a stare.
+REGIONS = {
+    "all": (True, np.arange(N_POINTS)),
+    "expression": (False, np.arange(N_POINTS)),
+    "pose": (True, np.array([], int)),
+    "lips": (False, MOUTH_REGION),
+    "eyes": (False, np.r_[17:27, 36:48]),
+}
+assert tuple(REGIONS) == REGION_NAMES
 TRAVEL_KNEE = 0.6  # share of the travel limit (types.MAX_TRAVEL) below which travel is unchanged
 
 # One-Euro filter (Casiez et al. 2012): a first-order low-pass whose cutoff rises with speed, measured
@@ -282,6 +292,8 @@ def retarget(
     relative: bool = True,
     reference: np.ndarray | None = None,
     max_travel: float | None = MAX_TRAVEL,
+    region: str = "all",
+    expression_scale: float = 1.0,
 ) -> np.ndarray:
     """Map driver landmarks (T, 68, 2, driver px) onto the portrait's landmarks (68, 2, crop px).
 
@@ -301,6 +313,9 @@ def retarget(
     Passing `reference` also lets a long driver be retargeted in chunks, so memory does not grow with
     the video's length. `max_travel` (relative only; None: no limit) eases A_t's translation, once
     carried over, towards that many of the portrait's face extents (MAX_TRAVEL, limit_travel).
+
+    Relative only: `region` (REGIONS) keeps the head's pose change, the expression change of some points,
+    or both; `expression_scale` multiplies E_t (LivePortrait's driving multiplier: 0 still, >1 stronger).
     """
     source = np.asarray(source, np.float32)
     driver = np.asarray(driver, np.float32)
@@ -311,8 +326,16 @@ def retarget(
     r_a, r_b = similarity(d0[STABLE], s[STABLE])
     if not relative:
         return _points(r_a * d + r_b)
+    if region not in REGIONS:
+        raise ValueError(f"unknown region {region!r}; expected one of {', '.join(REGIONS)}")
+    with_pose, moving = REGIONS[region]
     a, b = similarity(d0[STABLE], d[:, STABLE])  # (T,) each
     expression = (d - b[:, None]) / a[:, None] - d0
+    kept = np.zeros(N_POINTS)
+    kept[moving] = expression_scale
+    expression = expression * kept
+    if not with_pose:  # the head stays as the portrait holds it: no rotation, scale or travel
+        a, b = np.ones_like(a), np.zeros_like(b)
     eye_line = s[42:48].mean() - s[36:42].mean()
     down = 1j * eye_line / max(abs(eye_line), 1e-6)  # perpendicular to the eyes, towards the mouth
     # Floor at the portrait's own gap when that is negative (a detector quirk on closed mouths), so

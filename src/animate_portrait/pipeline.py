@@ -167,6 +167,8 @@ class Pipeline:
                         relative=self.config.relative,
                         reference=neutral,
                         max_travel=self.config.max_travel,
+                        region=self.config.region,
+                        expression_scale=self.config.expression_scale,
                     )
                     for lead in leads
                 ]

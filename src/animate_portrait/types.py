@@ -117,6 +117,8 @@ class VideoInfo:
 # frame (0.7 extents in a training clip, docs/RESULTS.md "Hard drivers") would carry the face out of the
 # crop. Travel up to motion.TRAVEL_KNEE of it is kept as it is, beyond that it eases towards the limit.
 MAX_TRAVEL = 0.25
+# What relative motion may take from the driver (--region; motion.REGIONS says which points).
+REGION_NAMES = ("all", "expression", "pose", "lips", "eyes")
 
 # Output containers by suffix, and the encoder family each takes (video.VideoWriter). H.264 + AAC plays
 # everywhere; WebM (VP9 + Opus) is what browsers and web pipelines take without a licence question; GIF (no
@@ -150,6 +152,8 @@ class RenderConfig:
     landmarks: str = "dlib"
     relative: bool = True
     max_travel: float | None = MAX_TRAVEL  # None: all of the driver's travel
+    region: str = "all"  # relative motion: what the portrait takes from the driver (motion.REGIONS)
+    expression_scale: float = 1.0  # relative motion: the driver's expression change × this
     crop_only: bool = False
     audio: bool = True
     max_frames: int | None = None
