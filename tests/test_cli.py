@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from animate_portrait import identity, motion, video
 from animate_portrait.landmarks import get_detector
@@ -144,6 +146,39 @@ def test_region_and_expression_scale(tmp_path, driver: Driver, astronaut_png: Pa
         monkeypatch,
     )
     assert ran.code == 2 and "relative" in ran.err and not (tmp_path / "x.mp4").exists()
+
+
+def test_faces_all_drives_every_face_of_a_group_picture(
+    tmp_path, driver: Driver, astronaut, capsys, monkeypatch
+):
+    pair = tmp_path / "pair.png"
+    Image.fromarray(np.concatenate([astronaut, astronaut[:, ::-1]], axis=1)).save(pair)  # two faces
+    detector = get_detector("dlib")
+    openings = {}
+    for faces in ("largest", "all"):
+        out = tmp_path / f"{faces}.mp4"
+        ran = run_cli([pair, "-d", driver.path, "-o", out, "--faces", faces, "--json"], capsys, monkeypatch)
+        assert ran.code == 0, ran.err
+        summary = ran.json_lines()[-1]
+        assert summary["faces_in_portrait"] == 2 and summary["faces_animated"] == (2 if faces == "all" else 1)
+        tracks = []
+        for frame in video.read_frames(out):
+            found = sorted(detector.detect(frame), key=lambda f: f.points[:, 0].mean())  # left, right
+            assert len(found) == 2
+            tracks.append([motion.mouth_opening(f.points) for f in found])
+        openings[faces] = np.array(tracks)
+    for side in (0, 1):
+        assert np.corrcoef(openings["all"][:, side], driver.opening)[0, 1] > 0.8
+    assert min(np.ptp(openings["largest"], axis=0)) < 0.3 * max(
+        np.ptp(openings["largest"], axis=0)
+    )  # one still
+    other = Path(shutil.copy(pair, tmp_path / "pair_again.png"))
+    # a face crop is one face; more images, or a fine-tuning, are one person's
+    for bad in (["--crop-only"], [other], ["--engine", "neural", "--finetune-steps", "5"]):
+        ran = run_cli(
+            [pair, "-d", driver.path, "-o", tmp_path / "x.mp4", "--faces", "all", *bad], capsys, monkeypatch
+        )
+        assert ran.code == 2 and "--faces" in ran.err and not (tmp_path / "x.mp4").exists()
 
 
 def test_motion_file_is_reusable(tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch):

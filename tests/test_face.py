@@ -77,6 +77,27 @@ def test_paste_back_feathers_to_the_border(astronaut, landmarks):
     assert np.abs(np.diff(row - astronaut[cy, x_edge:cx, 0])).max() < 40
 
 
+def test_overlapping_crops_each_keep_their_own_face(astronaut):
+    """Two faces close together: B's crop covers A's middle (as its still background) and must not blend
+    it back over A's animated face; each pixel goes to the crop whose centre is nearer."""
+    a, b = Crop(center=(200.0, 200.0), side=160.0, size=64), Crop(center=(264.0, 200.0), side=160.0, size=64)
+    red, blue = np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 255, 255
+    out = face.paste_back_all(astronaut, [red, blue], [a, b]).astype(int)
+    assert (out[200, 200] == (255, 0, 0)).all() and (out[200, 264] == (0, 0, 255)).all()
+    assert (out[200, 180:225, 0] > 240).all() and (out[200, 240:285, 2] > 240).all()  # no mix near either
+    row = out[200, 200:265]
+    assert (row[:, 0] + row[:, 2] > 240).all()  # between them: shared, never the picture showing through
+    assert np.abs(np.diff(row[:, 0])).max() < 64  # and a soft hand-over, not a cut
+    np.testing.assert_array_equal(
+        face.paste_back_all(astronaut, [red], [a]), face.paste_back(astronaut, red, a)
+    )
+    far = Crop(center=(-500.0, -500.0), side=100.0, size=64)  # off the picture: nothing of it, no error
+    np.testing.assert_array_equal(
+        face.paste_back_all(astronaut, [red, blue], [a, far]), face.paste_back(astronaut, red, a)
+    )
+
+
 def test_paste_back_at_the_image_corner_is_clipped(astronaut):
     crop = Crop(center=(10.0, 10.0), side=128.0, size=64)
     out = face.paste_back(astronaut, np.zeros((64, 64, 3), np.uint8), crop)

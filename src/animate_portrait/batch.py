@@ -150,8 +150,10 @@ def run_batch(
     pipeline = Pipeline(config)
     if group is None:
         group = GPU_GROUP if pipeline.device == "cuda" else 1
-    if config.finetune_steps:
-        group = 1  # each portrait is fine-tuned and renders as its own person (persons.py)
+    if config.finetune_steps or config.faces == "all":
+        # each portrait is fine-tuned and renders as its own person (persons.py), or its own faces render
+        # as a group of their own (Pipeline._render_every_face)
+        group = 1
     if group > 1 and jobs > 1 and executor is None:
         report.info(f"--group {group}: portraits share forward passes in this process; --jobs is not used")
     if threads is not None and (jobs <= 1 or len(todo) == 1):

@@ -64,6 +64,14 @@ ExpressionScale = Annotated[
         "the head's pose is not scaled).",
     ),
 ]
+Faces = Annotated[
+    str,
+    typer.Option(
+        metavar="largest|all",
+        help="Which faces of the picture are driven: the largest, or all of them (a group photo), each "
+        "pasted back.",
+    ),
+]
 CropOnly = Annotated[bool, typer.Option(help="Write the aligned face crop instead of the whole picture.")]
 MaxFrames = Annotated[int | None, typer.Option(help="Stop after this many driver frames.")]
 NoAudio = Annotated[bool, typer.Option("--no-audio", help="Do not copy the driver's audio.")]
@@ -97,6 +105,7 @@ def _config(
     max_travel=MAX_TRAVEL,
     region="all",
     expression_scale=1.0,
+    faces="largest",
 ):
     if engine not in ("neural", "warp", "static"):
         raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
@@ -106,6 +115,10 @@ def _config(
         raise typer.BadParameter("must be a multiple of 8, at least 64", param_hint="--size")
     if region not in REGION_NAMES:
         raise typer.BadParameter(f"use one of {', '.join(REGION_NAMES)}", param_hint="--region")
+    if faces not in ("largest", "all"):
+        raise typer.BadParameter("use largest or all", param_hint="--faces")
+    if faces == "all" and crop_only:
+        raise typer.BadParameter("--crop-only writes one face's crop: drop one of them", param_hint="--faces")
     if not relative and (region != "all" or expression_scale != 1.0):
         raise typer.BadParameter(
             "needs relative motion: drop --absolute", param_hint="--region / --expression-scale"
@@ -125,6 +138,7 @@ def _config(
         mouth=mouth,
         region=region,
         expression_scale=expression_scale,
+        faces=faces,
     )
 
 
@@ -163,6 +177,7 @@ def animate(
     max_travel: MaxTravel = MAX_TRAVEL,
     region: Region = "all",
     expression_scale: ExpressionScale = 1.0,
+    faces: Faces = "largest",
     crop_only: CropOnly = False,
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
@@ -207,14 +222,19 @@ def animate(
         max_travel,
         region,
         expression_scale,
+        faces,
     )
     policy = PersonPolicy(finetune_steps, person)
-    if problem := policy.problem(engine):
+    if problem := policy.problem(engine) or policy.problem_with_faces(faces):
         raise typer.BadParameter(problem, param_hint="--finetune-steps / --person")
     report = Reporter(quiet=quiet)
     with report.guard():
         sources = gather(sources, source_dir)
         check_sources(sources)
+        if faces == "all" and len(sources) > 1:
+            raise typer.BadParameter(
+                "drives every face of one picture: give one SOURCE", param_hint="--faces"
+            )
         from . import video
 
         video.check_output(output, overwrite)
@@ -285,6 +305,7 @@ def batch(
     max_travel: MaxTravel = MAX_TRAVEL,
     region: Region = "all",
     expression_scale: ExpressionScale = 1.0,
+    faces: Faces = "largest",
     crop_only: CropOnly = False,
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
@@ -361,6 +382,7 @@ def batch(
         max_travel,
         region,
         expression_scale,
+        faces,
     )
     if finetune_steps and engine != "neural":
         raise typer.BadParameter("needs --engine neural", param_hint="--finetune-steps")

@@ -57,7 +57,7 @@ class Reporter:
         except KeyboardInterrupt:
             fail("interrupted; no partial file was left")
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        except (typer.Exit, typer.Abort):
+        except (typer.Exit, typer.Abort, typer.BadParameter):  # usage errors: typer prints them, exit 2
             raise
         except Exception as err:  # noqa: BLE001 - the last line of defence before the shell
             if DEBUG:
@@ -120,10 +120,12 @@ class Reporter:
 
     def done(self, result: object, as_json: bool) -> None:
         summary = asdict(result) if is_dataclass(result) else dict(result)
-        if summary.get("faces_in_portrait", 1) > 1:
-            self.info(
-                f"{summary['source']}: {summary['faces_in_portrait']} faces found; animated the largest"
+        found = summary.get("faces_in_portrait", 1)
+        if found > 1:
+            which = (
+                "all" if summary.get("faces_animated", 1) == found else "the largest (--faces all: every one)"
             )
+            self.info(f"{summary['source']}: {found} faces found; animated {which}")
         line = (
             f"wrote {summary['output']} ({summary['frames']} frames, {summary['width']}×{summary['height']})"
         )

@@ -8,6 +8,7 @@ the features that move.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -17,6 +18,7 @@ from .types import Crop, Landmarks, face_extent
 SIDE = 1.9  # crop side, in face extents (the larger side of the tight landmark box)
 SHIFT_Y = -0.12  # centre shift, in face extents: landmarks stop at the brows, the head goes higher
 FEATHER = 0.25  # paste-back blend ramp, as a fraction of the crop's half-side
+OWN_SOFTNESS = 0.03  # overlapping crops: how softly a pixel is shared (in crop radius; paste_back_all)
 
 
 def _centre_side(points: np.ndarray) -> tuple[float, float, float]:
@@ -90,32 +92,72 @@ def paste_back(image: np.ndarray, face: np.ndarray, crop: Crop) -> np.ndarray:
     The mask is a rounded square (superellipse) that is 1 in the middle and falls smoothly to 0 at the
     crop's border, so no seam shows; pixels outside the box are untouched.
     """
+    return paste_back_all(image, [face], [crop])
+
+
+def paste_back_all(image: np.ndarray, faces: Sequence[np.ndarray], crops: Sequence[Crop]) -> np.ndarray:
+    """A copy of `image` with every rendered crop blended in (several faces of one picture).
+
+    Where crops overlap, a pixel goes to the crop whose centre it is nearest, in each crop's own
+    superellipse radius (a soft choice, OWN_SOFTNESS): a neighbour's crop holds this face's pixels only as
+    its still background, and must not blend them back in.
+    """
     h, w = image.shape[:2]
-    ox, oy = crop.origin
-    x0, y0 = max(math.floor(ox), 0), max(math.floor(oy), 0)
-    x1, y1 = min(math.ceil(ox + crop.side), w), min(math.ceil(oy + crop.side), h)
+    placed = [(f, c, box) for f, c in zip(faces, crops, strict=True) if (box := _box(c, w, h)) is not None]
     out = image.copy()
-    if x1 <= x0 or y1 <= y0:
+    if not placed:
         return out
-    # Resample the face onto the image pixels of the box (inverse of `extract`'s mapping); edge padding
-    # keeps PIL's box inside the face where the box rounds outward by up to 1.5 image pixels.
-    s = crop.scale
-    p = math.ceil(2 * s) + 1
-    padded = np.pad(face, ((p, p), (p, p), (0, 0)), mode="edge")
-    box = tuple(p + (v - o) * s + 0.5 - 0.5 * s for v, o in ((x0, ox), (y0, oy), (x1, ox), (y1, oy)))
-    patch = np.asarray(Image.fromarray(padded).resize((x1 - x0, y1 - y0), Image.BILINEAR, box=box))
-    alpha = _mask(crop, x0, y0, x1, y1)[..., None]
+    x0, y0 = min(b[0] for *_, b in placed), min(b[1] for *_, b in placed)
+    x1, y1 = max(b[2] for *_, b in placed), max(b[3] for *_, b in placed)
     region = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(region + alpha * (patch - region) + 0.5, 0, 255).astype(np.uint8)
+    radii = [_radius(crop, x0, y0, x1, y1) for _, crop, _ in placed]
+    alphas = [_smoothstep(np.clip((1.0 - r) / FEATHER, 0.0, 1.0)) for r in radii]
+    if len(placed) == 1:  # the usual case, kept to one blend: ~2 ms a frame less at 512²
+        patch = _resampled(*placed[0])
+        out[y0:y1, x0:x1] = np.clip(region + alphas[0][..., None] * (patch - region) + 0.5, 0, 255)
+        return out
+    nearest = np.min(radii, axis=0)
+    owns = [np.exp(-(r - nearest) / OWN_SOFTNESS) for r in radii]
+    total = np.sum(owns, axis=0)
+    alphas = [a * own / total for a, own in zip(alphas, owns, strict=True)]
+    blended = region * (1 - np.sum(alphas, axis=0))[..., None]
+    for (face, crop, (bx0, by0, bx1, by1)), alpha in zip(placed, alphas, strict=True):
+        inside = (slice(by0 - y0, by1 - y0), slice(bx0 - x0, bx1 - x0))
+        blended[inside] += alpha[inside][..., None] * _resampled(face, crop, (bx0, by0, bx1, by1))
+    out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
     return out
 
 
-def _mask(crop: Crop, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-    """Feather weights for image pixels [y0:y1, x0:x1]: a smoothstep over a superellipse radius."""
+def _box(crop: Crop, w: int, h: int) -> tuple[int, int, int, int] | None:
+    """The image pixels [y0:y1, x0:x1] a crop covers, or None when it lies wholly outside."""
+    ox, oy = crop.origin
+    x0, y0 = max(math.floor(ox), 0), max(math.floor(oy), 0)
+    x1, y1 = min(math.ceil(ox + crop.side), w), min(math.ceil(oy + crop.side), h)
+    return None if x1 <= x0 or y1 <= y0 else (x0, y0, x1, y1)
+
+
+def _resampled(face: np.ndarray, crop: Crop, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The rendered crop on the image pixels of `box` (the inverse of `extract`'s mapping), float32."""
+    x0, y0, x1, y1 = box
+    ox, oy = crop.origin
+    # Edge padding keeps PIL's box inside the face where the box rounds outward by up to 1.5 image pixels.
+    s = crop.scale
+    p = math.ceil(2 * s) + 1
+    padded = np.pad(face, ((p, p), (p, p), (0, 0)), mode="edge")
+    edges = tuple(p + (v - o) * s + 0.5 - 0.5 * s for v, o in ((x0, ox), (y0, oy), (x1, ox), (y1, oy)))
+    resized = Image.fromarray(padded).resize((x1 - x0, y1 - y0), Image.BILINEAR, box=edges)
+    return np.asarray(resized, np.float32)
+
+
+def _radius(crop: Crop, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """Superellipse radius of image pixels [y0:y1, x0:x1] in the crop: 0 at its centre, 1 on its border.
+    p=4: a rounded square that fills the crop better than an ellipse."""
     cx, cy = crop.center
     half = crop.side / 2
     nx = np.abs((np.arange(x0, x1, dtype=np.float32) - cx) / half)[None, :]
     ny = np.abs((np.arange(y0, y1, dtype=np.float32) - cy) / half)[:, None]
-    r = (nx**4 + ny**4) ** 0.25  # p=4: a rounded square that fills the crop better than an ellipse
-    t = np.clip((1.0 - r) / FEATHER, 0.0, 1.0)
+    return (nx**4 + ny**4) ** 0.25
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
     return t * t * (3 - 2 * t)

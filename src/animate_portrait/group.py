@@ -1,7 +1,7 @@
 """Several portraits, one driver, one forward pass: `batch --group N` on a GPU.
 
     P portraits ─► sources ─┐
-    driver chunk ─► retarget onto each ─► Renderer.render_group (P × t frames at once) ─► paste back
+    driver chunk ─► retarget onto each ─► Pipeline.render_group (P × t frames at once) ─► paste back
                  ─► P VideoWriters (each its own encoder thread and ffmpeg)
 
 A GPU renders one portrait's 8-frame chunk far below its capacity; stacking the portraits of a group
@@ -27,20 +27,6 @@ from .types import Motion, SourceFace
 PORTRAIT_ERRORS = (InputError, OSError, RuntimeError, ValueError)
 
 Outcome = AnimateResult | Exception
-
-
-def render_group(pipeline: Pipeline, leads: Sequence[SourceFace], targets: np.ndarray) -> np.ndarray:
-    """(P, t, 68, 2) targets → (P, t, size, size, 3) crops: in one pass where the renderer can (it says
-    so with `groups = True`, as the neural engine does), else portrait by portrait (static and warp:
-    their `prepare` is a copy, so preparing again for every chunk costs nothing)."""
-    renderer = pipeline.renderer
-    if getattr(renderer, "groups", False):
-        return renderer.render_group(targets)
-    out = []
-    for lead, own in zip(leads, targets, strict=True):
-        renderer.prepare([lead])
-        out.append(renderer.render(own))
-    return np.stack(out)
 
 
 def animate_group(pipeline: Pipeline, jobs: Sequence[tuple[Path, Path]], driving: Motion) -> list[Outcome]:
@@ -99,7 +85,7 @@ def animate_group(pipeline: Pipeline, jobs: Sequence[tuple[Path, Path]], driving
 def _chunks(pipeline: Pipeline, leads: list[SourceFace], driving: Motion):
     """(P, t, size, size, 3) crops per chunk of t driver frames, retargeted onto each portrait."""
     for targets in pipeline.targets(leads, driving):
-        yield render_group(pipeline, leads, targets)
+        yield pipeline.render_group(leads, targets)
 
 
 def _open(pipeline: Pipeline, output: Path, lead: SourceFace, driving: Motion) -> video.VideoWriter:
@@ -135,5 +121,6 @@ def _result(output: Path, lead: SourceFace, writer: video.VideoWriter, driving: 
         audio=writer.has_audio,
         driver_frames_filled=driving.n_filled,
         faces_in_portrait=lead.n_faces,
+        faces_animated=1,
         seconds=round(time.perf_counter() - started, 3),
     )

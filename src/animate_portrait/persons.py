@@ -37,6 +37,12 @@ class PersonPolicy:
             return "give --person or --finetune-steps, not both"
         return None
 
+    def problem_with_faces(self, faces: str) -> str | None:
+        """--faces all drives strangers too: one person's tuning must not render them."""
+        if faces == "all" and (self.finetune_steps or self.person):
+            return "--faces all drives every face alike: it takes no person's tuning"
+        return None
+
     def load(self, pipeline: Pipeline) -> None:
         """Before the driver: render with the person file, if one is given (InputError if it is bad)."""
         if self.person is not None:
@@ -46,7 +52,7 @@ class PersonPolicy:
 
     def steps(self, pipeline: Pipeline) -> int:
         """The fine-tuning steps this run does: none with a person file or another engine."""
-        if self.person is not None or pipeline.config.engine != "neural":
+        if self.person is not None or pipeline.config.engine != "neural" or pipeline.config.faces == "all":
             return 0
         if self.finetune_steps is not None:
             return self.finetune_steps

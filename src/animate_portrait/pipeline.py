@@ -43,6 +43,7 @@ class AnimateResult:
     audio: bool
     driver_frames_filled: int
     faces_in_portrait: int
+    faces_animated: int
     seconds: float
 
 
@@ -131,6 +132,13 @@ class Pipeline:
 
         return load_sources(self, [Path(p) for p in paths], warn)
 
+    def all_faces(self, lead: SourceFace) -> list[SourceFace]:
+        """Every face in the lead's picture, largest first (the lead's own first), each with its crop."""
+        if lead.n_faces == 1:
+            return [lead]
+        _, faces = self.find_faces(lead.path)
+        return [self.source_from(lead.path, lead.image, found, n_faces=len(faces)) for found in faces]
+
     def source_from(self, path: Path, image: np.ndarray, found: Landmarks, n_faces: int = 1) -> SourceFace:
         crop = face.crop_for(found, self.config.size)
         return SourceFace(
@@ -174,9 +182,25 @@ class Pipeline:
                 ]
             )
 
+    def render_group(self, leads: Sequence[SourceFace], targets: np.ndarray) -> np.ndarray:
+        """(P, t, 68, 2) targets → (P, t, size, size, 3) crops: in one pass where the renderer can (it says
+        so with `groups = True`, as the neural engine does, after `prepare_group`), else portrait by
+        portrait (static and warp: their `prepare` is a copy, so preparing for every chunk costs nothing)."""
+        renderer = self.renderer
+        if getattr(renderer, "groups", False):
+            return renderer.render_group(targets)
+        out = []
+        for lead, own in zip(leads, targets, strict=True):
+            renderer.prepare([lead])
+            out.append(renderer.render(own))
+        return np.stack(out)
+
     def render_frames(self, sources: Sequence[SourceFace], driving: Motion) -> Iterator[np.ndarray]:
         """Frames of the face crop (or of the whole picture), one driver frame at a time."""
         lead = sources[0]
+        if self.config.faces == "all" and lead.n_faces > 1 and not self.config.crop_only:
+            yield from self._render_every_face(lead, driving)
+            return
         renderer = self.renderer
         renderer.prepare(sources)
         for (targets,) in self.targets([lead], driving):
@@ -185,6 +209,21 @@ class Pipeline:
                     yield rendered
                 else:
                     yield face.paste_back(lead.image, rendered, lead.crop)
+
+    def faces_animated(self, lead: SourceFace) -> int:
+        every = self.config.faces == "all" and not self.config.crop_only
+        return lead.n_faces if every else 1
+
+    def _render_every_face(self, lead: SourceFace, driving: Motion) -> Iterator[np.ndarray]:
+        """Whole pictures with every face in them driven alike (`--faces all`), each pasted back."""
+        leads = self.all_faces(lead)
+        if getattr(self.renderer, "groups", False):
+            self.renderer.prepare_group([[face_] for face_ in leads])
+        crops = [face_.crop for face_ in leads]
+        for targets in self.targets(leads, driving):
+            rendered = self.render_group(leads, targets)  # (faces, t, size, size, 3)
+            for t in range(rendered.shape[1]):
+                yield face.paste_back_all(lead.image, rendered[:, t], crops)
 
     def animate(
         self,
@@ -228,6 +267,7 @@ class Pipeline:
             audio=writer.has_audio,  # False for a GIF, or a driver without sound
             driver_frames_filled=driving.n_filled,
             faces_in_portrait=lead.n_faces,
+            faces_animated=self.faces_animated(lead),
             seconds=round(time.perf_counter() - started, 3),
         )
 

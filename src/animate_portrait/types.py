@@ -154,6 +154,7 @@ class RenderConfig:
     max_travel: float | None = MAX_TRAVEL  # None: all of the driver's travel
     region: str = "all"  # relative motion: what the portrait takes from the driver (motion.REGIONS)
     expression_scale: float = 1.0  # relative motion: the driver's expression change × this
+    faces: str = "largest"  # "all": every face in the picture is driven (pipeline._render_every_face)
     crop_only: bool = False
     audio: bool = True
     max_frames: int | None = None
