@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,10 @@ from . import __version__
 from .console import EXIT_INPUT, EXIT_INTERRUPTED, Reporter, fail
 from .errors import InputError
 from .types import MAX_TRAVEL, OUTPUT_FORMATS, OUTPUT_HELP, REGION_NAMES, RenderConfig
+
+if TYPE_CHECKING:
+    from .persons import PersonPolicy
+    from .pipeline import AnimateResult, Pipeline
 
 app = typer.Typer(
     add_completion=False,
@@ -155,7 +159,8 @@ def animate(
         typer.Argument(
             metavar="SOURCE...",
             help="One or more images of the same person (K-shot); the first is the one animated. "
-            "Optional with --sources.",
+            "Optional with --sources. Or one video (.mp4, .mov, .mkv, .webm, .avi): it keeps its own head "
+            "motion and takes the driver's expression (dubbing; --region lips for the mouth only).",
         ),
     ] = None,
     source_dir: Annotated[
@@ -236,8 +241,14 @@ def animate(
                 "drives every face of one picture: give one SOURCE", param_hint="--faces"
             )
         from . import video
+        from .video_source import is_video
 
         video.check_output(output, overwrite)
+        if any(is_video(path) for path in sources):
+            _check_video_source(sources, config, policy)
+            result = _animate_video(Pipeline(config), sources[0], driver, output, report)
+            report.done(result, as_json)
+            return
         pipeline = Pipeline(config)
         pipeline.load_renderer()
         policy.load(pipeline)  # a bad person file fails now, before the driver's analysis
@@ -250,6 +261,38 @@ def animate(
                 sources, driving, output, progress=step, warn=report.info, loaded=loaded
             )
         report.done(result, as_json)
+
+
+def _check_video_source(sources: list[Path], config: RenderConfig, policy: PersonPolicy) -> None:
+    """Usage errors of a video source (video_source.py): alone, with its own pose and faces, untuned."""
+    from .video_source import V2V_REGIONS
+
+    if len(sources) > 1:
+        raise typer.BadParameter("a video source is animated alone: give one SOURCE", param_hint="SOURCE")
+    if config.region not in V2V_REGIONS:
+        raise typer.BadParameter("a video source keeps its own head pose", param_hint="--region")
+    if config.faces != "largest":
+        raise typer.BadParameter("a video source drives its largest face", param_hint="--faces")
+    if policy.finetune_steps or policy.person:
+        raise typer.BadParameter(
+            "a video source takes no fine-tuning", param_hint="--finetune-steps / --person"
+        )
+
+
+def _animate_video(
+    pipeline: Pipeline, source: Path, driver: Path, output: Path, report: Reporter
+) -> AnimateResult:
+    """Analyse the source video and the driver, then dub the one with the other's expression."""
+    from .video_source import animate_video
+
+    pipeline.load_renderer()
+    source_motion = report.analyse(pipeline, source, label="source landmarks")
+    driving = report.analyse(pipeline, driver)
+    frames = min(source_motion.n_frames, driving.n_frames)
+    if source_motion.n_frames < driving.n_frames:
+        report.info(f"{source}: shorter than the driver; the output stops after its {frames} frames")
+    with report.bar("rendering", frames) as step:
+        return animate_video(pipeline, source, source_motion, driving, output, progress=step)
 
 
 @app.command("motion", epilog="Example: animate-portrait motion talk.mp4 -o talk.motion.npz")

@@ -93,7 +93,7 @@ class Reporter:
 
             yield step
 
-    def analyse(self, pipeline: Pipeline, driver: Path) -> Motion:
+    def analyse(self, pipeline: Pipeline, driver: Path, label: str = "driver landmarks") -> Motion:
         """Analyse the driver (or read its motion file) under a progress bar, and say what was odd."""
         total = None
         if Path(driver).suffix.lower() != ".npz":
@@ -102,7 +102,7 @@ class Reporter:
             total = video.probe(Path(driver)).n_frames or None
             if pipeline.config.max_frames and total:
                 total = min(total, pipeline.config.max_frames)
-        with self.bar("driver landmarks", total) as step:
+        with self.bar(label, total) as step:
             driving = pipeline.analyse(driver, on_frame=lambda: step(1))
         if driving.n_filled:
             filled = f"{driving.n_filled} of {driving.n_frames}"

@@ -1,0 +1,117 @@
+"""A video as the source (LivePortrait's video-to-video): dub a talking video with another's mouth.
+
+    source video ─► landmarks per frame ─► stable crops (face.crop_track) ─┐
+    driver ─► Motion ─► expression change, region by region ───────────────┴► per frame: retarget onto
+        that frame's face ─► Renderer (that frame as its one source) ─► paste back ─► VideoWriter
+
+The source video keeps its own head motion; the driver gives only expression (`--region` all or
+expression: the whole face; lips: lip-sync only; eyes). In the regions the driver gives, the source's own
+expression is replaced, not added to: a dubbed mouth must say the driver's words, not both. So each frame's
+face first takes those regions from the source's neutral face (motion.neutral_reference), moved into that
+frame's pose, and then the driver's change from its own neutral face, as for a still portrait.
+
+The output runs at the driver's frame rate, so the mouth stays in time with the driver's audio, and is as
+long as the shorter of the two videos.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from . import face, motion, video
+from .errors import InputError
+from .pipeline import AnimateResult, Pipeline, Progress
+from .types import Motion, SourceFace
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+# --region for a video source (the CLI refuses "pose"): its pose is its own, so "all" means the driver's
+# whole expression.
+V2V_REGIONS = {"all": "expression", "expression": "expression", "lips": "lips", "eyes": "eyes"}
+
+
+def is_video(path: Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def with_neutral_regions(frame_points: np.ndarray, neutral: np.ndarray, region: str) -> np.ndarray:
+    """`frame_points` (68, 2) with the points the driver will move taken from `neutral` (the source's
+    neutral face), moved into the frame's pose by the similarity of their STABLE points."""
+    _, moving = motion.REGIONS[region]
+    a, b = motion.similarity(
+        motion._complex(neutral[motion.STABLE]), motion._complex(frame_points[motion.STABLE])
+    )
+    posed = motion._points(a * motion._complex(neutral) + b)
+    out = frame_points.copy()
+    out[moving] = posed[moving]
+    return out
+
+
+def targets(source: Motion, driving: Motion, region: str, scale: float, n: int) -> np.ndarray:
+    """(n, 68, 2) target landmarks in each source frame's own pixels: the frame's face, with `region`
+    (motion.REGIONS) from the source's neutral face plus the driver's change from its own, × `scale`."""
+    src_neutral = motion.neutral_reference(source.points[:n], source.found[:n])
+    drv_neutral = motion.neutral_reference(driving.points[:n], driving.found[:n])
+    out = np.empty((n, 68, 2), np.float32)
+    for t in range(n):
+        start = with_neutral_regions(source.points[t], src_neutral, region)
+        out[t] = motion.retarget(
+            start, driving.points[t : t + 1], reference=drv_neutral, region=region, expression_scale=scale
+        )[0]
+    return out
+
+
+def render_frames(
+    pipeline: Pipeline, path: Path, source: Motion, driving: Motion, n: int
+) -> Iterator[np.ndarray]:
+    """The source video's first `n` frames, each with its face re-posed by the driver's expression."""
+    config = pipeline.config
+    goals = targets(source, driving, V2V_REGIONS[config.region], config.expression_scale, n)
+    crops = face.crop_track(source.points[:n], config.size)
+    renderer = pipeline.renderer
+    for t, frame in enumerate(video.read_frames(path, n)):
+        crop = crops[t]
+        own = SourceFace(path, frame, crop, face.extract(frame, crop), crop.to_crop(source.points[t]))
+        renderer.prepare([own])  # this frame is the one source: its pixels, its pose
+        rendered = renderer.render(crop.to_crop(goals[t])[None])[0]
+        yield rendered if config.crop_only else face.paste_back(frame, rendered, crop)
+
+
+def animate_video(
+    pipeline: Pipeline,
+    path: Path,
+    source: Motion,
+    driving: Motion,
+    output: Path,
+    progress: Progress | None = None,
+) -> AnimateResult:
+    """Dub the video at `path` (analysed as `source`) with `driving`'s expression into `output`."""
+    started = time.perf_counter()
+    config = pipeline.config
+    video.check_output(output, config.overwrite)
+    n = min(source.n_frames, driving.n_frames, config.max_frames or driving.n_frames)
+    if n == 0:
+        raise InputError(path, "no frames to animate")
+    width, height = (config.size, config.size) if config.crop_only else source.frame_size
+    audio_from = pipeline.audio_source(driving)
+    with video.VideoWriter(output, driving.fps, (width, height), audio_from, config.overwrite) as writer:
+        for frame in render_frames(pipeline, Path(path), source, driving, n):
+            writer.write(frame)
+            if progress is not None:
+                progress(1)
+    return AnimateResult(
+        source=str(path),
+        output=str(output),
+        frames=writer.n_frames,
+        fps=driving.fps,
+        width=width,
+        height=height,
+        audio=writer.has_audio,
+        driver_frames_filled=driving.n_filled,
+        faces_in_portrait=source.n_faces_max,
+        faces_animated=1,
+        seconds=round(time.perf_counter() - started, 3),
+    )

@@ -1,0 +1,91 @@
+"""video_source.py: a talking video dubbed with another's mouth. Real dlib, real ffmpeg, real MP4s."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from animate_portrait import motion, video, video_source
+from animate_portrait.landmarks import get_detector
+from cli_helpers import run_cli
+from conftest import Driver
+from test_motion import FACE, open_mouth
+
+
+def _posed(points: np.ndarray) -> np.ndarray:
+    """One fixed pose: turned by 10°, 1.2× nearer, moved (about FACE's centre, whatever the mouth does)."""
+    a = 1.2 * np.exp(1j * np.deg2rad(10))
+    c = complex(*FACE.mean(0))
+    return motion._points(a * (motion._complex(points) - c) + c + complex(30, -8))
+
+
+def test_with_neutral_regions_puts_the_neutral_mouth_in_the_frames_pose() -> None:
+    frame = _posed(open_mouth(FACE, 12.0))  # turned, nearer, mouth open
+    out = video_source.with_neutral_regions(frame, FACE, "lips")
+    still = np.setdiff1d(np.arange(68), motion.MOUTH_REGION)
+    np.testing.assert_allclose(out[still], frame[still])
+    np.testing.assert_allclose(out, _posed(FACE), atol=1e-3)  # the mouth shut again, in the frame's pose
+
+
+def test_targets_take_the_drivers_mouth_and_the_sources_pose() -> None:
+    n = 6
+    shift = np.linspace(0, 20, n)[:, None, None] * np.array([1, 0], np.float32)
+    opened = np.repeat(open_mouth(FACE, 10.0)[None], n, 0)  # the source says "aah" all along ...
+    source = motion.Motion(opened + shift, np.ones(n, bool), 25, (512, 512))
+    source.points[0] = FACE  # ... but once, with its mouth shut: its neutral face
+    wave = 8.0 * (np.arange(n) % 2)  # the driver opens and shuts every other frame
+    driving = motion.Motion(np.stack([open_mouth(FACE, w) for w in wave]), np.ones(n, bool), 25, (512, 512))
+    goals = video_source.targets(source, driving, "lips", 1.0, n)
+    np.testing.assert_allclose(
+        goals[:, 30], source.points[:, 30], atol=1e-3
+    )  # the head moves as the source's
+    gain = np.polyfit(motion.mouth_opening(driving.points), motion.mouth_opening(goals), 1)[0]
+    assert gain == pytest.approx(1.0, abs=0.05)  # the mouth as the driver's, from shut, not from "aah"
+    assert motion.mouth_opening(goals[1]) == pytest.approx(motion.mouth_opening(driving.points[1]), abs=0.01)
+
+
+@pytest.fixture(scope="module")
+def panning(tmp_path_factory, astronaut) -> tuple[Path, np.ndarray]:
+    """A 16-frame video of the astronaut, still-faced, sliding sideways: (path, shift per frame)."""
+    path = tmp_path_factory.mktemp("source") / "panning.mp4"
+    shifts = np.round(8 * np.sin(np.linspace(0, 2 * np.pi, 16))).astype(int)
+    with video.VideoWriter(path, 12, (512, 512)) as writer:
+        for s in shifts:
+            writer.write(np.ascontiguousarray(np.roll(astronaut, s, axis=1)))
+    return path, shifts
+
+
+def _track(path: Path) -> np.ndarray:
+    detector = get_detector("dlib")
+    return np.stack([detector.detect(frame)[0].points for frame in video.read_frames(path)])
+
+
+def test_video_source_moves_as_itself_and_talks_as_the_driver(
+    tmp_path, panning, driver: Driver, capsys, monkeypatch
+):
+    source, shifts = panning
+    out = tmp_path / "dubbed.mp4"
+    ran = run_cli([source, "-d", driver.path, "-o", out, "--region", "lips", "--json"], capsys, monkeypatch)
+    assert ran.code == 0, ran.err
+    summary = ran.json_lines()[-1]
+    assert summary["frames"] == 16 and (summary["width"], summary["height"]) == (512, 512)  # the shorter one
+    assert summary["audio"] is True and "shorter than the driver" in ran.err
+    points = _track(out)
+    assert np.corrcoef(points[:, 30, 0], shifts)[0, 1] > 0.95  # the source's own motion
+    assert np.corrcoef(motion.mouth_opening(points), driver.opening[:16])[0, 1] > 0.8  # the driver's mouth
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--region", "pose"], ["--faces", "all"], ["SECOND"], ["--engine", "neural", "--finetune-steps", "3"]],
+)
+def test_video_source_usage_errors(
+    tmp_path, panning, driver: Driver, astronaut_png, extra, capsys, monkeypatch
+):
+    source, _ = panning
+    out = tmp_path / "x.mp4"
+    extra = [astronaut_png if e == "SECOND" else e for e in extra]
+    ran = run_cli([source, "-d", driver.path, "-o", out, *extra], capsys, monkeypatch)
+    assert ran.code == 2 and not out.exists(), ran.err
