@@ -155,7 +155,9 @@ def test_generator_batches_targets_over_one_source_set() -> None:
         tp = torch.from_numpy(np.stack([face_points(s, 0.0), face_points(s, 0.15)]))
         both, _ = G(rasterise_sketch(tp, s), to_unit(tp, s), psi, src)
         one, _ = G(rasterise_sketch(tp[1:], s), to_unit(tp[1:], s), psi, src)
-    assert torch.allclose(both[1:], one, atol=1e-5)
+    # float32 noise of batched vs single convolutions: 4e-5 seen on an AVX-512 CPU; another target's
+    # frame differs by 0.3, so a batch that mixed its targets would still fail by far
+    assert torch.allclose(both[1:], one, atol=1e-4)
 
 
 def test_perceptual_backbone_loads_every_key() -> None:

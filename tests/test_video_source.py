@@ -46,6 +46,12 @@ def test_targets_take_the_drivers_mouth_and_the_sources_pose() -> None:
     assert motion.mouth_opening(goals[1]) == pytest.approx(motion.mouth_opening(driving.points[1]), abs=0.01)
 
 
+def test_cutaways_are_the_long_runs_without_a_face() -> None:
+    found = np.array([1, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0], bool)
+    assert video_source.cutaways(found, 3).tolist() == [0, 0, 0, 1, 1, 1, 0, 0, 1, 1, 1]
+    assert not video_source.cutaways(found, 4).any()
+
+
 @pytest.fixture(scope="module")
 def panning(tmp_path_factory, astronaut) -> tuple[Path, np.ndarray]:
     """A 16-frame video of the astronaut, still-faced, sliding sideways: (path, shift per frame)."""
@@ -89,3 +95,20 @@ def test_video_source_usage_errors(
     extra = [astronaut_png if e == "SECOND" else e for e in extra]
     ran = run_cli([source, "-d", driver.path, "-o", out, *extra], capsys, monkeypatch)
     assert ran.code == 2 and not out.exists(), ran.err
+
+
+def test_a_cutaway_in_the_source_passes_unchanged(tmp_path, astronaut, driver: Driver, capsys, monkeypatch):
+    source = tmp_path / "cut.mp4"
+    grey = np.full((512, 512, 3), 120, np.uint8)
+    frames = [astronaut] * 6 + [grey] * 6 + [astronaut] * 6  # 6 frames at 12 fps: half a second away
+    with video.VideoWriter(source, 12, (512, 512)) as writer:
+        for frame in frames:
+            writer.write(frame)
+    out = tmp_path / "dubbed.mp4"
+    ran = run_cli([source, "-d", driver.path, "-o", out, "--region", "lips", "-q"], capsys, monkeypatch)
+    assert ran.code == 0, ran.err
+    rendered = list(video.read_frames(out))
+    detector = get_detector("dlib")
+    for t in range(6, 12):
+        assert np.abs(rendered[t].astype(int) - 120).max() < 6 and not detector.detect(rendered[t])
+    assert all(detector.detect(rendered[t]) for t in (0, 5, 12, 17))

@@ -11,7 +11,8 @@ face first takes those regions from the source's neutral face (motion.neutral_re
 frame's pose, and then the driver's change from its own neutral face, as for a still portrait.
 
 The output runs at the driver's frame rate, so the mouth stays in time with the driver's audio, and is as
-long as the shorter of the two videos.
+long as the shorter of the two videos. Where the source shows no face for a while (CUTAWAY_SECONDS), its
+frames pass unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from .errors import InputError
 from .pipeline import AnimateResult, Pipeline, Progress
 from .types import Motion, SourceFace
 
+# A stretch of the source with no face found for this long is a cut-away, or the face left the shot: those
+# frames pass unchanged. Shorter stretches are detector misses, filled from the neighbours (motion.fill_gaps).
+CUTAWAY_SECONDS = 0.5
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 # --region for a video source (the CLI refuses "pose"): its pose is its own, so "all" means the driver's
 # whole expression.
@@ -35,6 +39,19 @@ V2V_REGIONS = {"all": "expression", "expression": "expression", "lips": "lips", 
 
 def is_video(path: Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def cutaways(found: np.ndarray, min_frames: int) -> np.ndarray:
+    """(T,) bool: frames in runs of at least `min_frames` frames without a face."""
+    held = np.zeros(len(found), bool)
+    start = None
+    for t, seen in enumerate([*found, True]):  # a face after the end closes the last run
+        if not seen and start is None:
+            start = t
+        elif seen and start is not None:
+            held[start:t] = t - start >= min_frames
+            start = None
+    return held
 
 
 def with_neutral_regions(frame_points: np.ndarray, neutral: np.ndarray, region: str) -> np.ndarray:
@@ -71,9 +88,13 @@ def render_frames(
     config = pipeline.config
     goals = targets(source, driving, V2V_REGIONS[config.region], config.expression_scale, n)
     crops = face.crop_track(source.points[:n], config.size)
+    held = cutaways(source.found[:n], max(1, round(source.fps * CUTAWAY_SECONDS)))
     renderer = pipeline.renderer
     for t, frame in enumerate(video.read_frames(path, n)):
         crop = crops[t]
+        if held[t]:  # no face here to dub
+            yield face.extract(frame, crop) if config.crop_only else frame
+            continue
         own = SourceFace(path, frame, crop, face.extract(frame, crop), crop.to_crop(source.points[t]))
         renderer.prepare([own])  # this frame is the one source: its pixels, its pose
         rendered = renderer.render(crop.to_crop(goals[t])[None])[0]
