@@ -37,7 +37,7 @@ def test_targets_take_the_drivers_mouth_and_the_sources_pose() -> None:
     source.points[0] = FACE  # ... but once, with its mouth shut: its neutral face
     wave = 8.0 * (np.arange(n) % 2)  # the driver opens and shuts every other frame
     driving = motion.Motion(np.stack([open_mouth(FACE, w) for w in wave]), np.ones(n, bool), 25, (512, 512))
-    goals = video_source.targets(source, driving, "lips", 1.0, n)
+    goals = video_source.targets(source, driving, "lips", 1.0, np.arange(n))
     np.testing.assert_allclose(
         goals[:, 30], source.points[:, 30], atol=1e-3
     )  # the head moves as the source's
@@ -50,6 +50,20 @@ def test_cutaways_are_the_long_runs_without_a_face() -> None:
     found = np.array([1, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0], bool)
     assert video_source.cutaways(found, 3).tolist() == [0, 0, 0, 1, 1, 1, 0, 0, 1, 1, 1]
     assert not video_source.cutaways(found, 4).any()
+
+
+def test_source_frames_follow_the_drivers_clock() -> None:
+    def clip(n: int, fps: float) -> motion.Motion:
+        return motion.Motion(np.zeros((n, 68, 2), np.float32), np.ones(n, bool), fps, (64, 64))
+
+    np.testing.assert_array_equal(video_source.source_frames(clip(10, 25), clip(30, 25)), np.arange(10))
+    shown = video_source.source_frames(clip(60, 30), clip(100, 25))  # 2 s of source, 4 s of driver
+    assert len(shown) == 50 and shown[-1] == 58 and np.diff(shown).tolist().count(2) == 9  # skips 1 in 6
+    assert (
+        np.bincount(video_source.source_frames(clip(10, 12), clip(100, 24)), minlength=10).tolist()
+        == [2] * 10
+    )
+    assert len(video_source.source_frames(clip(60, 30), clip(100, 25), max_frames=7)) == 7
 
 
 @pytest.fixture(scope="module")

@@ -283,14 +283,14 @@ def _animate_video(
     pipeline: Pipeline, source: Path, driver: Path, output: Path, report: Reporter
 ) -> AnimateResult:
     """Analyse the source video and the driver, then dub the one with the other's expression."""
-    from .video_source import animate_video
+    from .video_source import animate_video, source_frames
 
     pipeline.load_renderer()
     source_motion = report.analyse(pipeline, source, label="source landmarks")
     driving = report.analyse(pipeline, driver)
-    frames = min(source_motion.n_frames, driving.n_frames)
-    if source_motion.n_frames < driving.n_frames:
-        report.info(f"{source}: shorter than the driver; the output stops after its {frames} frames")
+    frames = len(source_frames(source_motion, driving, pipeline.config.max_frames))
+    if frames < min(driving.n_frames, pipeline.config.max_frames or driving.n_frames):
+        report.info(f"{source}: shorter than the driver; the output stops after {frames} frames")
     with report.bar("rendering", frames) as step:
         return animate_video(pipeline, source, source_motion, driving, output, progress=step)
 

@@ -10,8 +10,9 @@ expression is replaced, not added to: a dubbed mouth must say the driver's words
 face first takes those regions from the source's neutral face (motion.neutral_reference), moved into that
 frame's pose, and then the driver's change from its own neutral face, as for a still portrait.
 
-The output runs at the driver's frame rate, so the mouth stays in time with the driver's audio, and is as
-long as the shorter of the two videos. Where the source shows no face for a while (CUTAWAY_SECONDS), its
+The output runs at the driver's frame rate, so the mouth stays in time with the driver's audio; the source's
+frames are taken on that clock (skipped or repeated where the rates differ), and the output is as long as
+the shorter of the two videos. Where the source shows no face for a while (CUTAWAY_SECONDS), its
 frames pass unchanged.
 """
 
@@ -67,35 +68,58 @@ def with_neutral_regions(frame_points: np.ndarray, neutral: np.ndarray, region: 
     return out
 
 
-def targets(source: Motion, driving: Motion, region: str, scale: float, n: int) -> np.ndarray:
-    """(n, 68, 2) target landmarks in each source frame's own pixels: the frame's face, with `region`
-    (motion.REGIONS) from the source's neutral face plus the driver's change from its own, × `scale`."""
-    src_neutral = motion.neutral_reference(source.points[:n], source.found[:n])
-    drv_neutral = motion.neutral_reference(driving.points[:n], driving.found[:n])
-    out = np.empty((n, 68, 2), np.float32)
-    for t in range(n):
-        start = with_neutral_regions(source.points[t], src_neutral, region)
+def source_frames(source: Motion, driving: Motion, max_frames: int | None = None) -> np.ndarray:
+    """The source frame shown at each output frame, on the driver's clock, so that both play in real time
+    (a 30 fps source under a 25 fps driver skips a frame in six); as long as the shorter video."""
+    n = min(driving.n_frames, int(np.floor(source.n_frames * driving.fps / source.fps + 1e-6)))
+    n = min(n, max_frames or n)
+    # the frame on screen at each output time: the last one to start by then
+    shown = np.floor(np.arange(n) * source.fps / driving.fps + 1e-6).astype(int)
+    return np.minimum(shown, source.n_frames - 1)
+
+
+def targets(source: Motion, driving: Motion, region: str, scale: float, shown: np.ndarray) -> np.ndarray:
+    """(n, 68, 2) target landmarks in the pixels of each source frame `shown`: that frame's face, with
+    `region` (motion.REGIONS) from the source's neutral face, plus the driver's change from its own
+    × `scale`."""
+    used = int(shown[-1]) + 1
+    src_neutral = motion.neutral_reference(source.points[:used], source.found[:used])
+    drv_neutral = motion.neutral_reference(driving.points[: len(shown)], driving.found[: len(shown)])
+    out = np.empty((len(shown), 68, 2), np.float32)
+    for t, k in enumerate(shown):
+        start = with_neutral_regions(source.points[k], src_neutral, region)
         out[t] = motion.retarget(
             start, driving.points[t : t + 1], reference=drv_neutral, region=region, expression_scale=scale
         )[0]
     return out
 
 
+def _frames_at(path: Path, shown: np.ndarray) -> Iterator[np.ndarray]:
+    """The video's frames at the non-decreasing indices `shown` (repeats allowed), decoded once."""
+    frames = enumerate(video.read_frames(path, int(shown[-1]) + 1))
+    index, frame = next(frames)
+    for want in shown:
+        while index < want:
+            index, frame = next(frames)
+        yield frame
+
+
 def render_frames(
-    pipeline: Pipeline, path: Path, source: Motion, driving: Motion, n: int
+    pipeline: Pipeline, path: Path, source: Motion, driving: Motion, shown: np.ndarray
 ) -> Iterator[np.ndarray]:
-    """The source video's first `n` frames, each with its face re-posed by the driver's expression."""
+    """The source frames `shown`, each with its face re-posed by the driver's expression."""
     config = pipeline.config
-    goals = targets(source, driving, V2V_REGIONS[config.region], config.expression_scale, n)
-    crops = face.crop_track(source.points[:n], config.size)
-    held = cutaways(source.found[:n], max(1, round(source.fps * CUTAWAY_SECONDS)))
+    goals = targets(source, driving, V2V_REGIONS[config.region], config.expression_scale, shown)
+    used = int(shown[-1]) + 1
+    crops = face.crop_track(source.points[:used], config.size)
+    held = cutaways(source.found[:used], max(1, round(source.fps * CUTAWAY_SECONDS)))
     renderer = pipeline.renderer
-    for t, frame in enumerate(video.read_frames(path, n)):
-        crop = crops[t]
-        if held[t]:  # no face here to dub
+    for t, (k, frame) in enumerate(zip(shown, _frames_at(path, shown), strict=True)):
+        crop = crops[k]
+        if held[k]:  # no face here to dub
             yield face.extract(frame, crop) if config.crop_only else frame
             continue
-        own = SourceFace(path, frame, crop, face.extract(frame, crop), crop.to_crop(source.points[t]))
+        own = SourceFace(path, frame, crop, face.extract(frame, crop), crop.to_crop(source.points[k]))
         renderer.prepare([own])  # this frame is the one source: its pixels, its pose
         rendered = renderer.render(crop.to_crop(goals[t])[None])[0]
         yield rendered if config.crop_only else face.paste_back(frame, rendered, crop)
@@ -113,13 +137,13 @@ def animate_video(
     started = time.perf_counter()
     config = pipeline.config
     video.check_output(output, config.overwrite)
-    n = min(source.n_frames, driving.n_frames, config.max_frames or driving.n_frames)
-    if n == 0:
+    shown = source_frames(source, driving, config.max_frames)
+    if len(shown) == 0:
         raise InputError(path, "no frames to animate")
     width, height = (config.size, config.size) if config.crop_only else source.frame_size
     audio_from = pipeline.audio_source(driving)
     with video.VideoWriter(output, driving.fps, (width, height), audio_from, config.overwrite) as writer:
-        for frame in render_frames(pipeline, Path(path), source, driving, n):
+        for frame in render_frames(pipeline, Path(path), source, driving, shown):
             writer.write(frame)
             if progress is not None:
                 progress(1)
