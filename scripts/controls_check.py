@@ -24,7 +24,7 @@ import numpy as np
 from animate_portrait import motion, video
 from animate_portrait.pipeline import Pipeline
 from animate_portrait.types import REGION_NAMES, RenderConfig
-from animate_portrait.video_source import animate_video
+from animate_portrait.video_source import animate_video, source_frames
 
 
 def track(path: Path, detector) -> np.ndarray:
@@ -88,13 +88,15 @@ def main() -> None:
                 seconds = time.perf_counter() - started
                 points = track(out, detector)
                 n = len(points)
+                shown = own[source_frames(source, driving, args.max_frames)]  # on the driver's clock
                 mouth = motion.mouth_opening(points)
                 rows.append(
                     {
                         "output": f"{args.video.name} dubbed, --region {region}",
                         "mouth_r_driver": corr(mouth, driver_mouth[:n]),
-                        "mouth_r_own": corr(mouth, motion.mouth_opening(own[:n])),
-                        "nose_x_r_own": corr(points[:, 30, 0], own[:n, 30, 0]),
+                        "mouth_r_own": corr(mouth, motion.mouth_opening(shown)),
+                        "driver_r_own": corr(driver_mouth[:n], motion.mouth_opening(shown)),  # by chance
+                        "nose_x_r_own": corr(points[:, 30, 0], shown[:, 30, 0]),
                         "render_s_per_frame": seconds / n,
                     }
                 )
