@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from animate_portrait import motion, video
 from animate_portrait.batch import Shard, output_names, shard_of
@@ -160,6 +161,21 @@ def test_format_names_the_outputs_container(
         monkeypatch,
     )
     assert ran.code == 2 and "--format" in ran.err and not list(out.glob("*.avi"))
+
+
+def test_faces_all_in_a_batch(
+    tmp_path, motion_file: Path, astronaut, astronaut_png: Path, capsys, monkeypatch
+):
+    pair = tmp_path / "in" / "pair.png"
+    pair.parent.mkdir()
+    Image.fromarray(np.concatenate([astronaut, astronaut[:, ::-1]], axis=1)).save(pair)
+    out = tmp_path / "out"
+    args = ["batch", pair, astronaut_png, "--driver", motion_file, "--output-dir", out, "--faces", "all"]
+    ran = run_cli([*args, "--max-frames", "3", "--json"], capsys, monkeypatch)
+    assert ran.code == 0, ran.err
+    faces = {Path(line["source"]).name: line["faces"] for line in ran.json_lines()}
+    assert faces == {"pair.png": 2, "astronaut.png": 1}
+    assert video.probe(out / "pair.mp4").size == (1024, 512)
 
 
 def test_resume_and_overwrite_together_is_a_usage_error(tmp_path, capsys, monkeypatch):

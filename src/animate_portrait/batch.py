@@ -189,7 +189,14 @@ def _animate_one(pipeline: Pipeline, driving: Motion, portrait: Path, output: Pa
     except PORTRAIT_ERRORS as err:
         # One bad portrait must not sink a batch of thousands: report it and go on.
         return _line(portrait, None, "error", time.perf_counter() - started, error=str(err))
-    return _line(portrait, output, "ok", time.perf_counter() - started, frames=result.frames)
+    return _line(
+        portrait,
+        output,
+        "ok",
+        time.perf_counter() - started,
+        frames=result.frames,
+        faces=result.faces_animated,
+    )
 
 
 def render_portrait(pipeline: Pipeline, driving: Motion, portrait: Path, output: Path) -> AnimateResult:
@@ -208,7 +215,14 @@ def _in_groups(
         jobs = todo[start : start + size]
         for (portrait, output), outcome in zip(jobs, animate_group(pipeline, jobs, driving), strict=True):
             if isinstance(outcome, AnimateResult):
-                yield _line(portrait, output, "ok", outcome.seconds, frames=outcome.frames)
+                yield _line(
+                    portrait,
+                    output,
+                    "ok",
+                    outcome.seconds,
+                    frames=outcome.frames,
+                    faces=outcome.faces_animated,
+                )
             else:
                 yield _line(portrait, None, "error", 0.0, error=str(outcome))
 

@@ -222,7 +222,14 @@ def _render(config: RenderConfig, driving: Motion, portrait: Path, output: Path)
         result = render_portrait(_pipeline(config), driving, portrait, output)
     except InputError as err:  # the portrait itself is bad: a retry would fail the same way
         return _line(portrait, None, "error", time.perf_counter() - started, error=str(err))
-    return _line(portrait, output, "ok", time.perf_counter() - started, frames=result.frames)
+    return _line(
+        portrait,
+        output,
+        "ok",
+        time.perf_counter() - started,
+        frames=result.frames,
+        faces=result.faces_animated,
+    )
 
 
 # --- clean-up ---------------------------------------------------------------------------------------
