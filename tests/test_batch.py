@@ -176,6 +176,9 @@ def test_faces_all_in_a_batch(
     faces = {Path(line["source"]).name: line["faces"] for line in ran.json_lines()}
     assert faces == {"pair.png": 2, "astronaut.png": 1}
     assert video.probe(out / "pair.mp4").size == (1024, 512)
+    tuned = [*args, "--engine", "neural", "--finetune-steps", "5", "--overwrite"]
+    ran = run_cli(tuned, capsys, monkeypatch)
+    assert ran.code == 2 and "--faces all" in ran.err
 
 
 def test_resume_and_overwrite_together_is_a_usage_error(tmp_path, capsys, monkeypatch):

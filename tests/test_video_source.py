@@ -99,7 +99,13 @@ def test_video_source_moves_as_itself_and_talks_as_the_driver(
 
 @pytest.mark.parametrize(
     "extra",
-    [["--region", "pose"], ["--faces", "all"], ["SECOND"], ["--engine", "neural", "--finetune-steps", "3"]],
+    [
+        ["--region", "pose"],
+        ["--faces", "all"],
+        ["SECOND"],
+        ["--engine", "neural", "--finetune-steps", "3"],
+        ["--absolute"],
+    ],
 )
 def test_video_source_usage_errors(
     tmp_path, panning, driver: Driver, astronaut_png, extra, capsys, monkeypatch

@@ -273,6 +273,10 @@ def _check_video_source(sources: list[Path], config: RenderConfig, policy: Perso
         raise typer.BadParameter("a video source keeps its own head pose", param_hint="--region")
     if config.faces != "largest":
         raise typer.BadParameter("a video source drives its largest face", param_hint="--faces")
+    if not config.relative:
+        raise typer.BadParameter(
+            "a video source takes the driver's expression change", param_hint="--absolute"
+        )
     if policy.finetune_steps or policy.person:
         raise typer.BadParameter(
             "a video source takes no fine-tuning", param_hint="--finetune-steps / --person"
@@ -429,6 +433,8 @@ def batch(
     )
     if finetune_steps and engine != "neural":
         raise typer.BadParameter("needs --engine neural", param_hint="--finetune-steps")
+    if finetune_steps and faces == "all":
+        raise typer.BadParameter("--faces all drives every face alike: it takes no person's tuning")
     config = replace(config, finetune_steps=finetune_steps)
     suffix = "." + out_format.lower().lstrip(".")
     if suffix not in OUTPUT_FORMATS:
