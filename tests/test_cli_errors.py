@@ -151,6 +151,22 @@ def test_unknown_output_format(tmp_path, name, driver: Driver, astronaut_png: Pa
     assert "unsupported output format" in ran.err and ".gif" in ran.err
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--region", "nose"],
+        ["--expression-scale", "-1"],
+        ["--faces", "some"],
+        ["--absolute", "--region", "lips"],
+    ],
+)
+def test_bad_motion_options_are_usage_errors(
+    bad, out, driver: Driver, astronaut_png: Path, capsys, monkeypatch
+):
+    ran = run_cli([astronaut_png, "--driver", driver.path, "-o", out, *bad], capsys, monkeypatch)
+    assert ran.code == 2 and bad[-2] in ran.err and not out.exists(), ran.err
+
+
 @pytest.mark.parametrize("kind", ["missing", "corrupt", "wrong_shape"])
 def test_bad_weights(kind, out, driver: Driver, astronaut_png: Path, capsys, monkeypatch):
     weights = out.parent / "model.safetensors"

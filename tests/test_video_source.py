@@ -132,3 +132,20 @@ def test_a_cutaway_in_the_source_passes_unchanged(tmp_path, astronaut, driver: D
     for t in range(6, 12):
         assert np.abs(rendered[t].astype(int) - 120).max() < 6 and not detector.detect(rendered[t])
     assert all(detector.detect(rendered[t]) for t in (0, 5, 12, 17))
+
+
+@pytest.mark.parametrize("kind", ["no_face", "truncated"])
+def test_bad_source_video_is_one_clear_line(tmp_path, panning, driver: Driver, kind, capsys, monkeypatch):
+    if kind == "no_face":
+        source = tmp_path / "blank.mp4"
+        with video.VideoWriter(source, 10, (128, 128)) as writer:
+            for _ in range(6):
+                writer.write(np.full((128, 128, 3), 90, np.uint8))
+    else:
+        source = tmp_path / "cut.mp4"
+        source.write_bytes(panning[0].read_bytes()[:20000])
+    out = tmp_path / "out.mp4"
+    ran = run_cli([source, "-d", driver.path, "-o", out], capsys, monkeypatch)
+    assert ran.code == 1 and len(ran.err.strip().splitlines()) == 1 and source.name in ran.err, ran.err
+    assert ("no face" if kind == "no_face" else "truncated") in ran.err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out.mp4")]
