@@ -181,6 +181,29 @@ def test_faces_all_in_a_batch(
     assert ran.code == 2 and "--faces all" in ran.err
 
 
+def test_a_video_in_the_listing_is_dubbed(
+    tmp_path, motion_file: Path, astronaut, astronaut_png, capsys, monkeypatch
+):
+    clip = tmp_path / "in" / "clip.mp4"
+    clip.parent.mkdir()
+    with video.VideoWriter(clip, 12, (512, 512)) as writer:  # the astronaut, sliding sideways
+        for shift in (0, 4, 8, 4):
+            writer.write(np.ascontiguousarray(np.roll(astronaut, shift, axis=1)))
+    out = tmp_path / "out"
+    args = ["batch", clip, astronaut_png, "--driver", motion_file, "--output-dir", out, "--max-frames", "3"]
+    ran = run_cli([*args, "--json"], capsys, monkeypatch)
+    assert ran.code == 0, ran.err
+    lines = {Path(line["source"]).name: line for line in ran.json_lines()}
+    assert lines["clip.mp4"]["status"] == "ok" and lines["clip.mp4"]["frames"] == 3
+    assert video.probe(out / "clip.mp4").size == (512, 512) and (out / "astronaut.mp4").is_file()
+    ran = run_cli([*args, "--region", "pose", "--overwrite", "--json"], capsys, monkeypatch)
+    lines = {Path(line["source"]).name: line for line in ran.json_lines()}
+    assert (
+        ran.code == 1 and lines["clip.mp4"]["status"] == "error" and "own pose" in lines["clip.mp4"]["error"]
+    )
+    assert lines["astronaut.png"]["status"] == "ok"  # the bad one fails alone
+
+
 def test_resume_and_overwrite_together_is_a_usage_error(tmp_path, capsys, monkeypatch):
     ran = run_cli(
         ["batch", "x.jpg", "--driver", "d.mp4", "--output-dir", tmp_path, "--resume", "--overwrite"],

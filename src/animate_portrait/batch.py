@@ -33,6 +33,7 @@ from .errors import InputError
 from .group import PORTRAIT_ERRORS, animate_group
 from .pipeline import AnimateResult, Pipeline
 from .types import Motion, RenderConfig
+from .video_source import V2V_REGIONS, animate_video, is_video
 
 __all__ = ["PORTRAIT_ERRORS", "Shard", "output_names", "run_batch", "shard_of"]
 # Portraits per forward pass on CUDA when --group is not given: 8 × 8-frame chunks fill a batch of 64.
@@ -150,9 +151,9 @@ def run_batch(
     pipeline = Pipeline(config)
     if group is None:
         group = GPU_GROUP if pipeline.device == "cuda" else 1
-    if config.finetune_steps or config.faces == "all":
-        # each portrait is fine-tuned and renders as its own person (persons.py), or its own faces render
-        # as a group of their own (Pipeline._render_every_face)
+    if config.finetune_steps or config.faces == "all" or any(is_video(p) for p, _ in todo):
+        # each portrait is fine-tuned and renders as its own person (persons.py), its own faces render
+        # as a group of their own (Pipeline._render_every_face), or it is a video, one source a frame
         group = 1
     if group > 1 and jobs > 1 and executor is None:
         report.info(f"--group {group}: portraits share forward passes in this process; --jobs is not used")
@@ -200,9 +201,14 @@ def _animate_one(pipeline: Pipeline, driving: Motion, portrait: Path, output: Pa
 
 
 def render_portrait(pipeline: Pipeline, driving: Motion, portrait: Path, output: Path) -> AnimateResult:
-    """One portrait of a batch: fine-tuned on itself first (cached) when the config asks, then animated."""
+    """One portrait of a batch: fine-tuned on itself first (cached) when the config asks, then animated;
+    or a video, dubbed with the driver's expression (video_source.py)."""
     from .persons import PersonPolicy
 
+    if is_video(portrait):
+        if pipeline.config.finetune_steps or pipeline.config.region not in V2V_REGIONS:
+            raise InputError(portrait, "a video source keeps its own pose and takes no fine-tuning")
+        return animate_video(pipeline, portrait, pipeline.analyse(portrait), driving, output)
     loaded = PersonPolicy(pipeline.config.finetune_steps).apply(pipeline, [portrait])
     return pipeline.animate([portrait], driving, output, loaded=loaded)
 

@@ -337,7 +337,10 @@ def motion_cmd(
 )
 def batch(
     portraits: Annotated[
-        list[str], typer.Argument(help="Portrait images; '-' reads one path per line from stdin.")
+        list[str],
+        typer.Argument(
+            help="Portrait images, or videos to dub (see animate); '-' reads one path per line from stdin."
+        ),
     ],
     driver: Driver,
     output_dir: Annotated[
