@@ -149,7 +149,9 @@ def _config(
 @app.command(
     "animate",
     epilog="Examples: animate-portrait mona_lisa.jpg --driver talk.mp4 -o out.mp4 · "
-    "animate-portrait lead.jpg --sources more_photos/ --driver talk.mp4 -o out.mp4",
+    "animate-portrait lead.jpg --sources more_photos/ --driver talk.mp4 -o out.mp4 · "
+    "animate-portrait friends.jpg --driver talk.mp4 -o out.gif --faces all · "
+    "animate-portrait interview.mp4 --driver voice.mp4 -o dubbed.mp4 --region lips --engine neural",
 )
 def animate(
     driver: Driver,
