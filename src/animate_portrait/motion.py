@@ -226,6 +226,13 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return a, md[..., 0] - a * ms[..., 0]
 
 
+def in_pose_of(face: np.ndarray, posed: np.ndarray) -> np.ndarray:
+    """`face` (68, 2) moved by the similarity that best maps its STABLE points onto `posed`'s: the same
+    expression, in the other face's pose (position, size, roll)."""
+    a, b = similarity(_complex(face[STABLE]), _complex(posed[STABLE]))
+    return _points(a * _complex(face) + b)
+
+
 def _gaps(x: np.ndarray, down: complex) -> np.ndarray:
     """Lower minus upper lip/lid position along the face's `down` direction (> 0: open)."""
     return ((x[..., _LOWER] - x[..., _UPPER]) * np.conj(down)).real

@@ -59,12 +59,8 @@ def with_neutral_regions(frame_points: np.ndarray, neutral: np.ndarray, region: 
     """`frame_points` (68, 2) with the points the driver will move taken from `neutral` (the source's
     neutral face), moved into the frame's pose by the similarity of their STABLE points."""
     _, moving = motion.REGIONS[region]
-    a, b = motion.similarity(
-        motion._complex(neutral[motion.STABLE]), motion._complex(frame_points[motion.STABLE])
-    )
-    posed = motion._points(a * motion._complex(neutral) + b)
     out = frame_points.copy()
-    out[moving] = posed[moving]
+    out[moving] = motion.in_pose_of(neutral, frame_points)[moving]
     return out
 
 
