@@ -112,6 +112,26 @@ def test_gif_keeps_a_colour_the_first_frame_lacks_close(tmp_path, astronaut):
     assert np.abs(got[:10].astype(int) - (200, 160, 140)).mean() < 8
 
 
+def test_variable_rate_video_reads_at_its_own_length(tmp_path):
+    """A phone's variable-rate video (here 30 fps for 1 s, then 10 fps for 1 s) must decode to its own
+    duration at the probed fps, the rate the output is written at, or the output drifts from its audio."""
+    vfr = tmp_path / "vfr.mp4"
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-v",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x64:rate=30:duration=2",
+    ]
+    cmd += ["-vf", "select='if(lt(t,1),1,not(mod(n,3)))'", "-fps_mode", "vfr", "-c:v", "libx264", str(vfr)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    info = video.probe(vfr)
+    seconds = len(list(video.read_frames(vfr))) / info.fps
+    assert abs(seconds - 2.0) < 0.1, (seconds, info.fps)  # decoded at its highest rate, it read as 2.7 s
+
+
 def test_gif_frames_read_back_once_each_at_30_fps(tmp_path):
     """GIF stores 30 fps as 30/40/30 ms delays; reading it must not repeat frames to make a constant rate."""
     out = tmp_path / "thirty.gif"

@@ -219,6 +219,11 @@ def _decode(path: Path, info: VideoInfo, max_frames: int | None) -> Iterator[np.
         # Each GIF frame once. GIF delays are whole centiseconds, so 30 fps is stored as 30/40/30 ms, and
         # ffmpeg's constant-rate default would repeat frames; a GIF has no sound to stay in sync with.
         cmd += ["-fps_mode", "passthrough"]
+    else:
+        # Constant rate at the probed fps, the rate the output is written at. A phone's variable-rate
+        # video otherwise decodes at its highest rate (ffmpeg's tbr): 60 frames for 2 s of a 30-then-10
+        # fps clip whose header says 22.22 fps, so the output ran 2.7 s against 2 s of its audio.
+        cmd += ["-fps_mode", "cfr", "-r", str(_snap_fps(info.fps))]
     if max_frames is not None:
         cmd += ["-frames:v", str(int(max_frames))]
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
