@@ -35,7 +35,7 @@ from .pipeline import AnimateResult, Pipeline
 from .types import Motion, RenderConfig
 from .video_source import V2V_REGIONS, animate_video, is_video
 
-__all__ = ["PORTRAIT_ERRORS", "Shard", "output_names", "run_batch", "shard_of"]
+__all__ = ["PORTRAIT_ERRORS", "Shard", "ok_line", "output_names", "run_batch", "shard_of"]
 # Portraits per forward pass on CUDA when --group is not given: 8 × 8-frame chunks fill a batch of 64.
 GPU_GROUP = 8
 # --- executor hook (--ray; ray_executor.py): renders `todo` elsewhere and yields the same lines ---
@@ -190,14 +190,7 @@ def _animate_one(pipeline: Pipeline, driving: Motion, portrait: Path, output: Pa
     except PORTRAIT_ERRORS as err:
         # One bad portrait must not sink a batch of thousands: report it and go on.
         return _line(portrait, None, "error", time.perf_counter() - started, error=str(err))
-    return _line(
-        portrait,
-        output,
-        "ok",
-        time.perf_counter() - started,
-        frames=result.frames,
-        faces=result.faces_animated,
-    )
+    return ok_line(portrait, output, result, time.perf_counter() - started)
 
 
 def render_portrait(pipeline: Pipeline, driving: Motion, portrait: Path, output: Path) -> AnimateResult:
@@ -221,14 +214,7 @@ def _in_groups(
         jobs = todo[start : start + size]
         for (portrait, output), outcome in zip(jobs, animate_group(pipeline, jobs, driving), strict=True):
             if isinstance(outcome, AnimateResult):
-                yield _line(
-                    portrait,
-                    output,
-                    "ok",
-                    outcome.seconds,
-                    frames=outcome.frames,
-                    faces=outcome.faces_animated,
-                )
+                yield ok_line(portrait, output, outcome, outcome.seconds)
             else:
                 yield _line(portrait, None, "error", 0.0, error=str(outcome))
 
@@ -236,6 +222,11 @@ def _in_groups(
 def _line(portrait: Path, output: Path | None, status: str, seconds: float, **more: object) -> dict:
     line = {"source": str(portrait), "output": None if output is None else str(output), "status": status}
     return {**line, **more, "seconds": round(seconds, 3)}
+
+
+def ok_line(portrait: Path, output: Path, result: AnimateResult, seconds: float) -> dict:
+    """The line of a portrait that rendered: how many frames, and how many faces (--faces all)."""
+    return _line(portrait, output, "ok", seconds, frames=result.frames, faces=result.faces_animated)
 
 
 def _print(line: dict, as_json: bool) -> None:

@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
-from .batch import PORTRAIT_ERRORS, _line, render_portrait
+from .batch import PORTRAIT_ERRORS, _line, ok_line, render_portrait
 from .console import DEBUG
 from .errors import InputError
 from .pipeline import Pipeline
@@ -222,14 +222,7 @@ def _render(config: RenderConfig, driving: Motion, portrait: Path, output: Path)
         result = render_portrait(_pipeline(config), driving, portrait, output)
     except InputError as err:  # the portrait itself is bad: a retry would fail the same way
         return _line(portrait, None, "error", time.perf_counter() - started, error=str(err))
-    return _line(
-        portrait,
-        output,
-        "ok",
-        time.perf_counter() - started,
-        frames=result.frames,
-        faces=result.faces_animated,
-    )
+    return ok_line(portrait, output, result, time.perf_counter() - started)
 
 
 # --- clean-up ---------------------------------------------------------------------------------------
