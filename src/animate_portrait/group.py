@@ -44,9 +44,9 @@ def animate_group(pipeline: Pipeline, jobs: Sequence[tuple[Path, Path]], driving
             leads[i] = pipeline.load_sources([portrait])[0]
         except PORTRAIT_ERRORS as err:
             outcomes[i] = err
-    if leads and getattr(pipeline.renderer, "groups", False):
+    if leads:
         try:
-            pipeline.renderer.prepare_group([[lead] for lead in leads.values()])
+            pipeline.prepare_group(list(leads.values()))
         except PORTRAIT_ERRORS as err:
             outcomes = [err if i in leads else o for i, o in enumerate(outcomes)]
             leads = {}

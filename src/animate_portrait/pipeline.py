@@ -182,6 +182,12 @@ class Pipeline:
                 ]
             )
 
+    def prepare_group(self, leads: Sequence[SourceFace]) -> None:
+        """Ready `render_group` for these leads (one source each): the renderers that render a group in
+        one pass prepare it now; the others prepare lead by lead as they render."""
+        if getattr(self.renderer, "groups", False):
+            self.renderer.prepare_group([[lead] for lead in leads])
+
     def render_group(self, leads: Sequence[SourceFace], targets: np.ndarray) -> np.ndarray:
         """(P, t, 68, 2) targets → (P, t, size, size, 3) crops: in one pass where the renderer can (it says
         so with `groups = True`, as the neural engine does, after `prepare_group`), else portrait by
@@ -198,7 +204,7 @@ class Pipeline:
     def render_frames(self, sources: Sequence[SourceFace], driving: Motion) -> Iterator[np.ndarray]:
         """Frames of the face crop (or of the whole picture), one driver frame at a time."""
         lead = sources[0]
-        if self.config.faces == "all" and lead.n_faces > 1 and not self.config.crop_only:
+        if self.faces_animated(lead) > 1:
             yield from self._render_every_face(lead, driving)
             return
         renderer = self.renderer
@@ -211,14 +217,14 @@ class Pipeline:
                     yield face.paste_back(lead.image, rendered, lead.crop)
 
     def faces_animated(self, lead: SourceFace) -> int:
+        """How many faces of the lead's picture are driven: all with `--faces all` (not in a crop)."""
         every = self.config.faces == "all" and not self.config.crop_only
         return lead.n_faces if every else 1
 
     def _render_every_face(self, lead: SourceFace, driving: Motion) -> Iterator[np.ndarray]:
         """Whole pictures with every face in them driven alike (`--faces all`), each pasted back."""
         leads = self.all_faces(lead)
-        if getattr(self.renderer, "groups", False):
-            self.renderer.prepare_group([[face_] for face_ in leads])
+        self.prepare_group(leads)
         crops = [face_.crop for face_ in leads]
         for targets in self.targets(leads, driving):
             rendered = self.render_group(leads, targets)  # (faces, t, size, size, 3)
