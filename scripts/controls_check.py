@@ -27,10 +27,10 @@ from animate_portrait.types import REGION_NAMES, RenderConfig
 from animate_portrait.video_source import animate_video, source_frames
 
 
-def track(path: Path, detector) -> np.ndarray:
-    """(T, 68, 2) dlib landmarks of every frame; NaN where no face is found."""
+def track(path: Path, detector, max_frames: int | None = None) -> np.ndarray:
+    """(T, 68, 2) dlib landmarks of every frame (the first `max_frames`); NaN where no face is found."""
     out = []
-    for frame in video.read_frames(path):
+    for frame in video.read_frames(path, max_frames):
         faces = detector.detect(frame)
         out.append(faces[0].points if faces else np.full((68, 2), np.nan, np.float32))
     return np.stack(out)
@@ -56,7 +56,7 @@ def main() -> None:
     pipeline = Pipeline(base)
     detector = pipeline.detector
     driving = pipeline.analyse(args.driver)
-    driver_mouth = motion.mouth_opening(track(args.driver, detector)[: args.max_frames])
+    driver_mouth = motion.mouth_opening(track(args.driver, detector, args.max_frames))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         variants = [(region, 1.0) for region in REGION_NAMES]
@@ -78,7 +78,7 @@ def main() -> None:
                 }
             )
         if args.video is not None:
-            own = track(args.video, detector)
+            own = track(args.video, detector, args.max_frames)  # as many as the source's analysis read
             source = pipeline.analyse(args.video)
             for region in ("all", "lips"):
                 pipeline.config = replace(base, region=region, crop_only=False)
