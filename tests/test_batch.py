@@ -163,6 +163,22 @@ def test_format_names_the_outputs_container(
     assert ran.code == 2 and "--format" in ran.err and not list(out.glob("*.avi"))
 
 
+def test_audio_gives_every_output_that_soundtrack(
+    tmp_path, motion_file: Path, astronaut_png: Path, capsys, monkeypatch
+):
+    from animate_portrait.synthetic import tone
+
+    portraits = _copies(tmp_path / "in", astronaut_png, ["a.png", "b.png"])
+    out = tmp_path / "out"
+    args = ["batch", *portraits, "--driver", motion_file, "--output-dir", out, *FAST]
+    ran = run_cli([*args, "--audio", tmp_path / "gone.wav"], capsys, monkeypatch)
+    assert ran.code == 1 and "gone.wav" in ran.err and not out.exists()  # checked before any portrait
+    ran = run_cli([*args, "--audio", tone(tmp_path / "speech.wav", 2.0)], capsys, monkeypatch)
+    assert ran.code == 0, ran.err
+    assert [line["status"] for line in ran.json_lines()] == ["ok", "ok"]
+    assert all(video.probe(out / f"{name}.mp4").audio_codec == "aac" for name in "ab")
+
+
 def test_faces_all_in_a_batch(
     tmp_path, motion_file: Path, astronaut, astronaut_png: Path, capsys, monkeypatch
 ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -298,3 +299,50 @@ def test_mouth_interior_is_painted_unless_no_mouth(
     assert changed.any()
     assert changed.mean() < 0.02  # the mouth only, not the face
     assert filled.mean(-1)[changed].mean() < plain.mean(-1)[changed].mean() - 20  # darker there
+
+
+def _sound(path: Path, rate: int = 8000) -> tuple[float, float]:
+    """(seconds, loudest frequency in Hz) of a file's audio, decoded by the bundled ffmpeg."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-vn"]
+    cmd += ["-f", "s16le", "-ac", "1", "-ar", str(rate), "-"]
+    samples = np.frombuffer(subprocess.run(cmd, capture_output=True, check=True).stdout, np.int16)
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64)))
+    return len(samples) / rate, float(np.fft.rfftfreq(len(samples), 1 / rate)[spectrum.argmax()])
+
+
+def test_audio_option_replaces_the_drivers_sound(
+    tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch
+):
+    """--audio: the driver's 440 Hz tone gives way to the file's 660 Hz one, cut to the video's length;
+    a motion file whose video is gone (no sound of its own) takes it too."""
+    from animate_portrait.synthetic import tone
+
+    speech = tone(tmp_path / "speech.m4a", 10.0, frequency=660)
+    motion_file = tmp_path / "talk.npz"
+    assert run_cli(["motion", driver.path, "-o", motion_file, "-q"], capsys, monkeypatch).code == 0
+    moved = motion.load_motion(motion_file)
+    motion.save_motion(replace(moved, source=str(tmp_path / "elsewhere.mp4")), motion_file)
+    for drive in (driver.path, motion_file):
+        out = tmp_path / f"{drive.stem}.mp4"
+        args = [
+            astronaut_png,
+            "--driver",
+            drive,
+            "-o",
+            out,
+            "--max-frames",
+            "12",
+            "--audio",
+            speech,
+            "--json",
+        ]
+        ran = run_cli(args, capsys, monkeypatch)
+        assert ran.code == 0, ran.err
+        assert ran.json_lines()[-1]["audio"] is True
+        seconds, pitch = _sound(out)
+        assert pitch == pytest.approx(660, abs=5)
+        assert seconds == pytest.approx(12 / driver.fps, abs=0.1)

@@ -210,3 +210,29 @@ def test_interrupted_run_leaves_no_partial_file(tmp_path, astronaut_png: Path):
     assert "interrupted" in err and "Traceback" not in err
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".interrupted")]
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "silent"])
+def test_bad_audio_file(kind, out, driver: Driver, astronaut_png: Path, capsys, monkeypatch):
+    sound = out.parent / ("silent.mp4" if kind == "silent" else "speech.wav")
+    if kind == "text":
+        sound.write_text("not a sound\n" * 10)
+    elif kind == "silent":
+        _blank_video(sound)
+    ran = run_cli([astronaut_png, "--driver", driver.path, "-o", out, "--audio", sound], capsys, monkeypatch)
+    _assert_clean_failure(ran, out, sound.name)
+
+
+@pytest.mark.parametrize("bad", [["--no-audio"], ["-o", "out.gif"]])
+def test_audio_option_usage_errors(bad, tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch):
+    from animate_portrait.synthetic import tone
+
+    speech = tone(tmp_path / "speech.wav", 0.5)
+    args = [astronaut_png, "--driver", driver.path, "-o", tmp_path / "out.mp4", "--audio", speech]
+    if bad[0] == "-o":
+        args[4] = tmp_path / bad[1]
+    else:
+        args += bad
+    ran = run_cli(args, capsys, monkeypatch)
+    assert ran.code == 2 and "--audio" in ran.err, ran.err
+    assert not [p for p in tmp_path.iterdir() if p.suffix in (".mp4", ".gif")]

@@ -15,6 +15,7 @@ from PIL import Image
 
 from animate_portrait import video
 from animate_portrait.errors import InputError
+from animate_portrait.synthetic import tone
 
 
 def _frames(img: np.ndarray, n: int, w: int, h: int) -> list[np.ndarray]:
@@ -25,13 +26,6 @@ def _write(path: Path, img: np.ndarray, n: int = 12, size=(128, 96), fps: float 
     with video.VideoWriter(path, fps, size, **kw) as w:
         for f in _frames(img, n, *size):
             w.write(f)
-
-
-def _tone(path: Path, seconds: float) -> Path:
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi"]
-    cmd += ["-i", f"sine=frequency=440:duration={seconds}", "-c:a", "libmp3lame", str(path)]
-    subprocess.run(cmd, check=True, capture_output=True)
-    return path
 
 
 def test_round_trip_frames_fps_and_quality(tmp_path, astronaut):
@@ -69,9 +63,9 @@ def test_ntsc_fps_kept_exact(tmp_path, astronaut):
 
 @pytest.mark.parametrize("seconds", [2.0, 0.2])
 def test_audio_is_muxed_and_cut_or_padded_to_the_video(tmp_path, astronaut, seconds):
-    tone = _tone(tmp_path / "tone.mp3", seconds)
+    sound = tone(tmp_path / "tone.mp3", seconds)
     out = tmp_path / "talk.mp4"
-    _write(out, astronaut, n=25, fps=25, audio_from=tone)
+    _write(out, astronaut, n=25, fps=25, audio_from=sound)
     info = video.probe(out)
     assert info.has_audio and info.audio_codec == "aac"
     assert len(list(video.read_frames(out))) == 25  # audio neither lengthens nor shortens the video
@@ -84,9 +78,9 @@ def test_audio_is_muxed_and_cut_or_padded_to_the_video(tmp_path, astronaut, seco
     [(".webm", "opus", 5), (".mkv", "aac", 4), (".MOV", "aac", 4), (".gif", None, 8)],
 )
 def test_other_containers_round_trip_with_their_audio(tmp_path, astronaut, suffix, audio, tolerance):
-    tone = _tone(tmp_path / "tone.mp3", 1.0)
+    sound = tone(tmp_path / "tone.mp3", 1.0)
     out = tmp_path / f"talk{suffix}"
-    _write(out, astronaut, n=12, fps=20, audio_from=tone)
+    _write(out, astronaut, n=12, fps=20, audio_from=sound)
     info = video.probe(out)
     assert info.size == (128, 96) and info.fps == 20
     assert info.audio_codec == audio  # GIF has no sound: none is muxed, and nothing fails
@@ -235,7 +229,7 @@ def test_truncated_video(tmp_path, astronaut, faststart):
 
 
 def test_zero_frames(tmp_path):
-    audio_only = _tone(tmp_path / "only_audio.mp4", 0.5)
+    audio_only = tone(tmp_path / "only_audio.mp4", 0.5)
     with pytest.raises(InputError, match="no video stream"):
         list(video.read_frames(audio_only))
 
@@ -325,3 +319,20 @@ def test_sweep_removes_only_the_temp_files_of_the_given_outputs(tmp_path: Path) 
         (tmp_path / name).write_bytes(b"x")
     video.sweep_temp_files([tmp_path / "a.mp4", tmp_path / "missing" / "c.mp4"])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:])
+
+
+def test_check_audio_takes_any_file_with_sound_and_names_the_rest(tmp_path, astronaut):
+    video.check_audio(tone(tmp_path / "speech.wav", 0.3))
+    video.check_audio(tone(tmp_path / "speech.m4a", 0.3))
+    silent = tmp_path / "silent.mp4"
+    _write(silent, astronaut, n=3)
+    text = tmp_path / "notes.wav"
+    text.write_text("not a sound\n" * 10)
+    for path, problem in (
+        (silent, "has no audio stream"),
+        (text, "not an audio or video file"),
+        (tmp_path / "gone.wav", "file not found"),
+    ):
+        with pytest.raises(InputError, match=problem) as caught:
+            video.check_audio(path)
+        assert caught.value.path == path

@@ -79,6 +79,15 @@ Faces = Annotated[
 CropOnly = Annotated[bool, typer.Option(help="Write the aligned face crop instead of the whole picture.")]
 MaxFrames = Annotated[int | None, typer.Option(help="Stop after this many driver frames.")]
 NoAudio = Annotated[bool, typer.Option("--no-audio", help="Do not copy the driver's audio.")]
+Audio = Annotated[
+    Path | None,
+    typer.Option(
+        "--audio",
+        metavar="FILE",
+        help="Soundtrack from this file (audio, or a video with sound) instead of the driver's; cut or "
+        "padded with silence to the video's length.",
+    ),
+]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing output file.")]
 Mouth = Annotated[
     bool,
@@ -110,6 +119,7 @@ def _config(
     region="all",
     expression_scale=1.0,
     faces="largest",
+    audio_file=None,
 ):
     if engine not in ("neural", "warp", "static"):
         raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
@@ -127,6 +137,10 @@ def _config(
         raise typer.BadParameter(
             "needs relative motion: drop --absolute", param_hint="--region / --expression-scale"
         )
+    if audio_file is not None and no_audio:
+        raise typer.BadParameter(
+            "--audio adds a soundtrack, --no-audio drops it: pick one", param_hint="--audio"
+        )
     return RenderConfig(
         size=size,
         engine=engine,
@@ -143,7 +157,19 @@ def _config(
         region=region,
         expression_scale=expression_scale,
         faces=faces,
+        audio_file=audio_file,
     )
+
+
+def _check_audio(config: RenderConfig, output_suffix: str) -> None:
+    """--audio's file must hold sound, and the output must be able to carry it."""
+    from . import video
+
+    if config.audio_file is None:
+        return
+    if output_suffix.lower() == ".gif":
+        raise typer.BadParameter("a GIF has no sound", param_hint="--audio")
+    video.check_audio(config.audio_file)
 
 
 @app.command(
@@ -188,6 +214,7 @@ def animate(
     crop_only: CropOnly = False,
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
+    audio: Audio = None,
     overwrite: Overwrite = False,
     mouth: Mouth = True,
     finetune_steps: Annotated[
@@ -230,6 +257,7 @@ def animate(
         region,
         expression_scale,
         faces,
+        audio,
     )
     policy = PersonPolicy(finetune_steps, person)
     if problem := policy.problem(engine) or policy.problem_with_faces(faces):
@@ -246,6 +274,7 @@ def animate(
         from .video_source import is_video
 
         video.check_output(output, overwrite)
+        _check_audio(config, output.suffix)
         if any(is_video(path) for path in sources):
             _check_video_source(sources, config, policy)
             result = _animate_video(Pipeline(config), sources[0], driver, output, report)
@@ -361,6 +390,7 @@ def batch(
     crop_only: CropOnly = False,
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
+    audio: Audio = None,
     overwrite: Overwrite = False,
     mouth: Mouth = True,
     finetune_steps: Annotated[
@@ -435,6 +465,7 @@ def batch(
         region,
         expression_scale,
         faces,
+        audio,
     )
     if finetune_steps and engine != "neural":
         raise typer.BadParameter("needs --engine neural", param_hint="--finetune-steps")
@@ -456,6 +487,7 @@ def batch(
         raise typer.BadParameter("renders one portrait per task: drop --jobs/--group", param_hint="--ray")
     report = Reporter(quiet=quiet)
     with report.guard():
+        _check_audio(config, suffix)
         paths = _expand_stdin(portraits)
         with _cluster(ray, ray_gpus, threads or 1, report) as executor:
             failed = run_batch(

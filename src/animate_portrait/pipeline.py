@@ -278,7 +278,12 @@ class Pipeline:
         )
 
     def audio_source(self, driving: Motion) -> Path | None:
-        if not (self.config.audio and driving.has_audio and driving.source):
+        """The output's soundtrack: --audio's file, else the driver video's own (None: silent)."""
+        if not self.config.audio:
+            return None
+        if self.config.audio_file is not None:
+            return Path(self.config.audio_file)
+        if not (driving.has_audio and driving.source):
             return None
         path = Path(driving.source)
         if not path.is_file():

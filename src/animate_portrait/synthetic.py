@@ -31,12 +31,12 @@ def astronaut() -> np.ndarray:
     return np.ascontiguousarray(data.astronaut())
 
 
-def tone(path: Path, seconds: float) -> Path:
-    """A 440 Hz test tone made by the bundled ffmpeg."""
+def tone(path: Path, seconds: float, frequency: float = 440) -> Path:
+    """A test tone (440 Hz by default) made by the bundled ffmpeg; the suffix picks the format."""
     import imageio_ffmpeg
 
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
-           f"sine=frequency=440:duration={seconds}", "-c:a", "pcm_s16le", str(path)]  # fmt: skip
+           f"sine=frequency={frequency}:duration={seconds}", str(path)]  # fmt: skip
     subprocess.run(cmd, check=True)
     return path
 

@@ -157,6 +157,7 @@ class RenderConfig:
     faces: str = "largest"  # "all": every face in the picture is driven (pipeline._render_every_face)
     crop_only: bool = False
     audio: bool = True
+    audio_file: Path | None = None  # a soundtrack instead of the driver's (--audio)
     max_frames: int | None = None
     weights: Path | None = None
     overwrite: bool = False

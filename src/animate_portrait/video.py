@@ -263,6 +263,16 @@ def _is_fatal(err: str) -> bool:
     return any(s in err for s in ("partial file", "Invalid data found", "moov atom not found", "truncat"))
 
 
+def check_audio(path: Path) -> None:
+    """Fail before any work when a soundtrack (--audio) is missing or holds no sound."""
+    path = Path(path)
+    log = _header(path)
+    if _AUDIO_RE.search(log) is None:
+        if "Invalid data found" in log or "Stream #" not in log:
+            raise InputError(path, "not an audio or video file (ffmpeg cannot read it)")
+        raise InputError(path, "has no audio stream")
+
+
 def output_format(path: Path) -> str:
     """The encoder family for an output's suffix (OUTPUT_FORMATS); InputError for any other suffix."""
     suffix = Path(path).suffix.lower()
