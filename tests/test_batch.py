@@ -179,6 +179,18 @@ def test_audio_gives_every_output_that_soundtrack(
     assert all(video.probe(out / f"{name}.mp4").audio_codec == "aac" for name in "ab")
 
 
+def test_side_by_side_in_a_group(tmp_path, motion_file: Path, astronaut_png: Path, capsys, monkeypatch):
+    """Portraits rendered together (group.py) get the driver's panel too: twice the crop's width."""
+    portraits = _copies(tmp_path / "in", astronaut_png, ["a.png", "b.png"])
+    out = tmp_path / "out"
+    args = ["batch", *portraits, "--driver", motion_file, "--output-dir", out, "--group", "2", *FAST]
+    ran = run_cli([*args, "--side-by-side"], capsys, monkeypatch)
+    assert ran.code == 0, ran.err
+    for name in "ab":
+        frames = list(video.read_frames(out / f"{name}.mp4"))
+        assert len(frames) == 3 and frames[0].shape == (128, 256, 3)
+
+
 def test_faces_all_in_a_batch(
     tmp_path, motion_file: Path, astronaut, astronaut_png: Path, capsys, monkeypatch
 ):

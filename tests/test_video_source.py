@@ -97,6 +97,17 @@ def test_video_source_moves_as_itself_and_talks_as_the_driver(
     assert np.corrcoef(motion.mouth_opening(points), driver.opening[:16])[0, 1] > 0.8  # the driver's mouth
 
 
+def test_video_source_side_by_side(tmp_path, panning, driver: Driver, capsys, monkeypatch):
+    source, _ = panning
+    out = tmp_path / "dubbed.mp4"
+    args = [source, "-d", driver.path, "-o", out, "--side-by-side", "--max-frames", "3", "--json"]
+    ran = run_cli(args, capsys, monkeypatch)
+    assert ran.code == 0, ran.err
+    summary = ran.json_lines()[-1]
+    assert (summary["width"], summary["height"], summary["frames"]) == (1024, 512, 3)  # the driver, 512 high
+    assert next(iter(video.read_frames(out))).shape == (512, 1024, 3)
+
+
 @pytest.mark.parametrize(
     "extra",
     [

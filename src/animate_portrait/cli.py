@@ -77,6 +77,14 @@ Faces = Annotated[
     ),
 ]
 CropOnly = Annotated[bool, typer.Option(help="Write the aligned face crop instead of the whole picture.")]
+SideBySide = Annotated[
+    bool,
+    typer.Option(
+        "--side-by-side",
+        help="Put the driver's frame, scaled to the output's height, left of every output frame: the "
+        "motion and the result side by side (its landmark sketch for a motion file without its video).",
+    ),
+]
 MaxFrames = Annotated[int | None, typer.Option(help="Stop after this many driver frames.")]
 NoAudio = Annotated[bool, typer.Option("--no-audio", help="Do not copy the driver's audio.")]
 Audio = Annotated[
@@ -120,6 +128,7 @@ def _config(
     expression_scale=1.0,
     faces="largest",
     audio_file=None,
+    side_by_side=False,
 ):
     if engine not in ("neural", "warp", "static"):
         raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
@@ -158,6 +167,7 @@ def _config(
         expression_scale=expression_scale,
         faces=faces,
         audio_file=audio_file,
+        side_by_side=side_by_side,
     )
 
 
@@ -212,6 +222,7 @@ def animate(
     expression_scale: ExpressionScale = 1.0,
     faces: Faces = "largest",
     crop_only: CropOnly = False,
+    side_by_side: SideBySide = False,
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
     audio: Audio = None,
@@ -258,6 +269,7 @@ def animate(
         expression_scale,
         faces,
         audio,
+        side_by_side,
     )
     policy = PersonPolicy(finetune_steps, person)
     if problem := policy.problem(engine) or policy.problem_with_faces(faces):
@@ -388,6 +400,7 @@ def batch(
     expression_scale: ExpressionScale = 1.0,
     faces: Faces = "largest",
     crop_only: CropOnly = False,
+    side_by_side: SideBySide = False,
     max_frames: MaxFrames = None,
     no_audio: NoAudio = False,
     audio: Audio = None,
@@ -466,6 +479,7 @@ def batch(
         expression_scale,
         faces,
         audio,
+        side_by_side,
     )
     if finetune_steps and engine != "neural":
         raise typer.BadParameter("needs --engine neural", param_hint="--finetune-steps")

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import face, video
 from .errors import InputError
-from .pipeline import AnimateResult, Pipeline
+from .pipeline import AnimateResult, Pipeline, VideoOut
 from .types import Motion, SourceFace
 
 # What one bad portrait may raise; anything else is a bug and stops the batch (exit 3).
@@ -50,7 +50,7 @@ def animate_group(pipeline: Pipeline, jobs: Sequence[tuple[Path, Path]], driving
         except PORTRAIT_ERRORS as err:
             outcomes = [err if i in leads else o for i, o in enumerate(outcomes)]
             leads = {}
-    writers: dict[int, video.VideoWriter] = {}
+    writers: dict[int, VideoOut] = {}
     try:
         for i, lead in leads.items():
             try:
@@ -88,12 +88,10 @@ def _chunks(pipeline: Pipeline, leads: list[SourceFace], driving: Motion):
         yield pipeline.render_group(leads, targets)
 
 
-def _open(pipeline: Pipeline, output: Path, lead: SourceFace, driving: Motion) -> video.VideoWriter:
+def _open(pipeline: Pipeline, output: Path, lead: SourceFace, driving: Motion) -> VideoOut:
     config = pipeline.config
     height, width = (config.size, config.size) if config.crop_only else lead.image.shape[:2]
-    audio_from = pipeline.audio_source(driving)
-    writer = video.VideoWriter(output, driving.fps, (width, height), audio_from, config.overwrite)
-    return writer.__enter__()
+    return pipeline.video_writer(output, driving, (width, height)).__enter__()
 
 
 def _write(writers, outcomes, i: int, crops: np.ndarray, lead: SourceFace, crop_only: bool) -> None:
@@ -105,12 +103,12 @@ def _write(writers, outcomes, i: int, crops: np.ndarray, lead: SourceFace, crop_
         _abort(writers.pop(i), err)
 
 
-def _abort(writer: video.VideoWriter, err: BaseException) -> None:
+def _abort(writer: VideoOut, err: BaseException) -> None:
     """Close a writer as if `err` had been raised inside its `with`: ffmpeg killed, temp file removed."""
     writer.__exit__(type(err), err, err.__traceback__)
 
 
-def _result(output: Path, lead: SourceFace, writer: video.VideoWriter, driving: Motion, started: float):
+def _result(output: Path, lead: SourceFace, writer: VideoOut, driving: Motion, started: float):
     return AnimateResult(
         source=str(lead.path),
         output=str(output),

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import face, motion, video
+from .compare import DriverPanels, SideBySideWriter
 from .engines import Renderer, get_renderer
 from .errors import InputError, NoFaceError
 from .landmarks import LandmarkDetector, get_detector
@@ -28,6 +29,7 @@ MAX_PORTRAIT_SIDE = 3840
 RENDER_BATCH = 8
 
 Progress = Callable[[int], None]  # called with the number of frames just finished
+VideoOut = video.VideoWriter | SideBySideWriter  # what Pipeline.video_writer gives: the same interface
 
 
 @dataclass(frozen=True)
@@ -253,28 +255,36 @@ class Pipeline:
             width = height = self.config.size
         else:
             height, width = lead.image.shape[:2]
-        audio_from = self.audio_source(driving)
-        frames = 0
-        with video.VideoWriter(
-            output, driving.fps, (width, height), audio_from=audio_from, overwrite=self.config.overwrite
-        ) as writer:
+        with self.video_writer(output, driving, (width, height)) as writer:
             for frame in self.render_frames(sources, driving):
                 writer.write(frame)
-                frames += 1
                 if progress is not None:
                     progress(1)
         return AnimateResult(
             source=str(lead.path),
             output=str(output),
-            frames=frames,
+            frames=writer.n_frames,
             fps=driving.fps,
-            width=width,
-            height=height,
+            width=writer.size[0],
+            height=writer.size[1],
             audio=writer.has_audio,  # False for a GIF, or a driver without sound
             driver_frames_filled=driving.n_filled,
             faces_in_portrait=lead.n_faces,
             faces_animated=self.faces_animated(lead),
             seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def video_writer(self, output: Path, driving: Motion, size: tuple[int, int]) -> VideoOut:
+        """The output's writer for frames of `size` (w, h): the driver's frame rate and soundtrack, and
+        with --side-by-side the driver's frame on the left (the video is then that much wider)."""
+        cfg = self.config
+        audio_from = self.audio_source(driving)
+        if not cfg.side_by_side:
+            return video.VideoWriter(output, driving.fps, size, audio_from, cfg.overwrite)
+        panels = DriverPanels(driving, size[1], cfg.max_frames or driving.n_frames)
+        wide = (size[0] + panels.width, size[1])
+        return SideBySideWriter(
+            video.VideoWriter(output, driving.fps, wide, audio_from, cfg.overwrite), panels
         )
 
     def audio_source(self, driving: Motion) -> Path | None:

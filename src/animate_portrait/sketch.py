@@ -23,13 +23,15 @@ PARTS: tuple[tuple[int, int, tuple[int, int, int], bool], ...] = (
 )
 
 
-def draw_sketch(points: np.ndarray, size: int, thickness: int | None = None) -> np.ndarray:
+def draw_sketch(points: np.ndarray, size: int | tuple[int, int], thickness: int | None = None) -> np.ndarray:
     """(size, size, 3) uint8 landmark image of (68, 2) crop-pixel points; lines ~2 px wide at 256².
 
-    A part with a NaN point (no landmarks) is left out rather than drawn to a wrong place.
+    `size` may also be (width, height): a whole frame's sketch. A part with a NaN point (no landmarks) is
+    left out rather than drawn to a wrong place.
     """
-    width = thickness if thickness is not None else max(1, round(2 * size / 256))
-    img = Image.new("RGB", (size, size))
+    wide, high = (size, size) if isinstance(size, int) else size
+    width = thickness if thickness is not None else max(1, round(2 * min(wide, high) / 256))
+    img = Image.new("RGB", (wide, high))
     draw = ImageDraw.Draw(img)
     for first, last, colour, closed in PARTS:
         part = np.asarray(points[first : last + 1], np.float64)

@@ -156,6 +156,7 @@ class RenderConfig:
     expression_scale: float = 1.0  # relative motion: the driver's expression change × this
     faces: str = "largest"  # "all": every face in the picture is driven (pipeline._render_every_face)
     crop_only: bool = False
+    side_by_side: bool = False  # the driver's frame left of each output frame (compare.py)
     audio: bool = True
     audio_file: Path | None = None  # a soundtrack instead of the driver's (--audio)
     max_frames: int | None = None

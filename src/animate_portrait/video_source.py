@@ -137,8 +137,7 @@ def animate_video(
     if len(shown) == 0:
         raise InputError(path, "no frames to animate")
     width, height = (config.size, config.size) if config.crop_only else source.frame_size
-    audio_from = pipeline.audio_source(driving)
-    with video.VideoWriter(output, driving.fps, (width, height), audio_from, config.overwrite) as writer:
+    with pipeline.video_writer(output, driving, (width, height)) as writer:
         for frame in render_frames(pipeline, Path(path), source, driving, shown):
             writer.write(frame)
             if progress is not None:
@@ -148,8 +147,8 @@ def animate_video(
         output=str(output),
         frames=writer.n_frames,
         fps=driving.fps,
-        width=width,
-        height=height,
+        width=writer.size[0],
+        height=writer.size[1],
         audio=writer.has_audio,
         driver_frames_filled=driving.n_filled,
         faces_in_portrait=source.n_faces_max,
