@@ -224,12 +224,12 @@ def test_a_video_in_the_listing_is_dubbed(
     lines = {Path(line["source"]).name: line for line in ran.json_lines()}
     assert lines["clip.mp4"]["status"] == "ok" and lines["clip.mp4"]["frames"] == 3
     assert video.probe(out / "clip.mp4").size == (512, 512) and (out / "astronaut.mp4").is_file()
-    ran = run_cli([*args, "--region", "pose", "--overwrite", "--json"], capsys, monkeypatch)
-    lines = {Path(line["source"]).name: line for line in ran.json_lines()}
-    assert (
-        ran.code == 1 and lines["clip.mp4"]["status"] == "error" and "own pose" in lines["clip.mp4"]["error"]
-    )
-    assert lines["astronaut.png"]["status"] == "ok"  # the bad one fails alone
+    for bad, why in ((["--region", "pose"], "own head pose"), (["--absolute"], "expression change")):
+        ran = run_cli([*args, *bad, "--overwrite", "--json"], capsys, monkeypatch)
+        lines = {Path(line["source"]).name: line for line in ran.json_lines()}
+        assert ran.code == 1 and lines["clip.mp4"]["status"] == "error"
+        assert why in lines["clip.mp4"]["error"] and bad[0] in lines["clip.mp4"]["error"]
+        assert lines["astronaut.png"]["status"] == "ok"  # the bad one fails alone
 
 
 def test_resume_and_overwrite_together_is_a_usage_error(tmp_path, capsys, monkeypatch):

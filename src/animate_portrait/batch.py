@@ -33,7 +33,7 @@ from .errors import InputError
 from .group import PORTRAIT_ERRORS, animate_group
 from .pipeline import AnimateResult, Pipeline
 from .types import Motion, RenderConfig
-from .video_source import V2V_REGIONS, animate_video, is_video
+from .video_source import animate_video, is_video, settings_problem
 
 __all__ = ["PORTRAIT_ERRORS", "Shard", "ok_line", "output_names", "run_batch", "shard_of"]
 # Portraits per forward pass on CUDA when --group is not given: 8 × 8-frame chunks fill a batch of 64.
@@ -199,8 +199,8 @@ def render_portrait(pipeline: Pipeline, driving: Motion, portrait: Path, output:
     from .persons import PersonPolicy
 
     if is_video(portrait):
-        if pipeline.config.finetune_steps or pipeline.config.region not in V2V_REGIONS:
-            raise InputError(portrait, "a video source keeps its own pose and takes no fine-tuning")
+        if problem := settings_problem(pipeline.config):
+            raise InputError(portrait, f"{problem[1]} ({problem[0]})")
         return animate_video(pipeline, portrait, pipeline.analyse(portrait), driving, output)
     loaded = PersonPolicy(pipeline.config.finetune_steps).apply(pipeline, [portrait])
     return pipeline.animate([portrait], driving, output, loaded=loaded)

@@ -308,22 +308,12 @@ def animate(
 
 def _check_video_source(sources: list[Path], config: RenderConfig, policy: PersonPolicy) -> None:
     """Usage errors of a video source (video_source.py): alone, with its own pose and faces, untuned."""
-    from .video_source import V2V_REGIONS
+    from .video_source import settings_problem
 
-    if len(sources) > 1:
-        raise typer.BadParameter("a video source is animated alone: give one SOURCE", param_hint="SOURCE")
-    if config.region not in V2V_REGIONS:
-        raise typer.BadParameter("a video source keeps its own head pose", param_hint="--region")
-    if config.faces != "largest":
-        raise typer.BadParameter("a video source drives its largest face", param_hint="--faces")
-    if not config.relative:
-        raise typer.BadParameter(
-            "a video source takes the driver's expression change", param_hint="--absolute"
-        )
-    if policy.finetune_steps or policy.person:
-        raise typer.BadParameter(
-            "a video source takes no fine-tuning", param_hint="--finetune-steps / --person"
-        )
+    tuned = bool(policy.finetune_steps or policy.person)
+    if problem := settings_problem(config, len(sources), tuned):
+        option, why = problem
+        raise typer.BadParameter(why, param_hint=option)
 
 
 def _animate_video(

@@ -27,7 +27,7 @@ import numpy as np
 from . import face, motion, video
 from .errors import InputError
 from .pipeline import AnimateResult, Pipeline, Progress
-from .types import Motion, SourceFace
+from .types import Motion, RenderConfig, SourceFace
 
 # A stretch of the source with no face found for this long is a cut-away, or the face left the shot: those
 # frames pass unchanged. Shorter stretches are detector misses, filled from the neighbours (motion.fill_gaps).
@@ -40,6 +40,23 @@ V2V_REGIONS = {"all": "expression", "expression": "expression", "lips": "lips", 
 
 def is_video(path: Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def settings_problem(config: RenderConfig, n_sources: int = 1, tuned: bool = False) -> tuple[str, str] | None:
+    """(option, why) when a video source can't be animated with these settings, else None: it is
+    animated alone, keeps its own head pose, drives its largest face, takes the driver's expression
+    change and no fine-tuning. The CLI makes it a usage error, batch the video's error line."""
+    if n_sources > 1:
+        return "SOURCE", "a video source is animated alone: give one SOURCE"
+    if config.region not in V2V_REGIONS:
+        return "--region", "a video source keeps its own head pose"
+    if config.faces != "largest":
+        return "--faces", "a video source drives its largest face"
+    if not config.relative:
+        return "--absolute", "a video source takes the driver's expression change"
+    if tuned or config.finetune_steps:
+        return "--finetune-steps / --person", "a video source takes no fine-tuning"
+    return None
 
 
 def cutaways(found: np.ndarray, min_frames: int) -> np.ndarray:
