@@ -280,9 +280,12 @@ def _workers(pid: int) -> set[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads worker pids from Linux's /proc")
+@pytest.mark.parametrize(("stop", "code"), [("ctrl-c", 130), ("sigterm", 143)])
 def test_ctrl_c_stops_the_workers_and_leaves_no_partial_file(
-    tmp_path, motion_file: Path, astronaut_png: Path
+    tmp_path, motion_file: Path, astronaut_png: Path, stop, code
 ):
+    """Ctrl-C reaches the whole process group; a scheduler's SIGTERM reaches the batch process alone,
+    which stops its workers. Either way nothing is left behind."""
     # A long driver (the short one's motion, 200 times over) keeps both workers busy until the Ctrl-C.
     short = motion.load_motion(motion_file)
     long_motion = dataclasses.replace(
@@ -302,13 +305,16 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_partial_file(
             time.sleep(0.1)
         assert len(_temp_files(out)) == 2, "both workers should be writing by now"
         workers = _workers(proc.pid)
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        if stop == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        else:
+            proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err
     assert not list(out.iterdir()), "partial or temp files left behind"
     assert len(workers) == 2 and not any(Path(f"/proc/{pid}").exists() for pid in workers)

@@ -193,21 +193,25 @@ def test_huge_portrait_is_downscaled_for_detection(tmp_path, astronaut, driver: 
 
 
 @pytest.mark.slow
-def test_interrupted_run_leaves_no_partial_file(tmp_path, astronaut_png: Path):
+@pytest.mark.parametrize(
+    ("signum", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_interrupted_run_leaves_no_partial_file(tmp_path, astronaut_png: Path, signum, code, word):
+    """Ctrl-C, or SIGTERM (a pipeline's timeout, a scheduler): ffmpeg stopped, the temp file removed."""
     from conftest import make_driver
 
     long_driver = make_driver(tmp_path, n_frames=240, fps=24, audio=False)
     out = tmp_path / "interrupted.mp4"
     args = [sys.executable, "-m", "animate_portrait", astronaut_png, "--driver", long_driver.path, "-o", out]
     proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # Wait until rendering has begun (the temp file appears), then press Ctrl-C.
+    # Wait until rendering has begun (the temp file appears), then stop it.
     deadline = time.time() + 60
     while time.time() < deadline and not [p for p in tmp_path.iterdir() if p.name.startswith(".interrupted")]:
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
+    assert proc.returncode == code, err
+    assert word in err and "Traceback" not in err
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".interrupted")]
 

@@ -1,6 +1,6 @@
 """The command line: parses, calls the Pipeline, prints. Nothing else lives here.
 
-Exit codes: 0 ok · 1 bad input · 2 usage · 3 internal fault · 130 interrupted.
+Exit codes: 0 ok · 1 bad input · 2 usage · 3 internal fault · 130 interrupted · 143 terminated.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from . import __version__
-from .console import EXIT_INPUT, EXIT_INTERRUPTED, Reporter, fail
+from .console import EXIT_INPUT, Reporter, raise_on_sigterm, stopped
 from .errors import InputError
 from .types import MAX_TRAVEL, OUTPUT_FORMATS, OUTPUT_HELP, REGION_NAMES, RenderConfig
 
@@ -591,8 +591,8 @@ def main() -> None:
     if argv[:1] == ["--version"]:
         argv = ["version"]
     _register_optional_commands()
+    raise_on_sigterm()
     try:
         app(args=argv, prog_name="animate-portrait", standalone_mode=True)
-    except KeyboardInterrupt:
-        fail("interrupted; no partial file was left")
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as stop:
+        sys.exit(stopped(stop))

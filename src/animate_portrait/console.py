@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,13 +27,34 @@ if TYPE_CHECKING:
     from .types import Motion
 
 stderr = Console(stderr=True, highlight=False)
-EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 130
+EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 3, 130, 143
 DEBUG = os.environ.get("ANIMATE_PORTRAIT_DEBUG") == "1"
 
 
 def fail(message: str) -> None:
     """One line on stderr, no traceback. escape(): a `[word]` in a path or a hint is text, not rich markup."""
     stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a pipeline's timeout, a job scheduler stopping us), raised where the program is, so every
+    `with` unwinds as for Ctrl-C: ffmpeg stopped, temp files removed, no partial output."""
+
+
+def raise_on_sigterm() -> None:
+    """Make SIGTERM raise Terminated in the main thread; by default it kills Python with no clean-up."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def stopped(stop: KeyboardInterrupt) -> int:
+    """Say why we stopped early; the exit code for it (130 for Ctrl-C, 143 for SIGTERM)."""
+    terminated = isinstance(stop, Terminated)
+    fail(f"{'terminated' if terminated else 'interrupted'}; no partial file was left")
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 class Reporter:
@@ -48,15 +70,14 @@ class Reporter:
 
     @contextmanager
     def guard(self) -> Iterator[None]:
-        """Turn failures into exit codes: bad input 1, internal fault 3, Ctrl-C 130."""
+        """Turn failures into exit codes: bad input 1, internal fault 3, Ctrl-C 130, SIGTERM 143."""
         try:
             yield
         except InputError as err:
             fail(str(err))
             raise typer.Exit(EXIT_INPUT) from None
-        except KeyboardInterrupt:
-            fail("interrupted; no partial file was left")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as stop:
+            raise typer.Exit(stopped(stop)) from None
         except (typer.Exit, typer.Abort, typer.BadParameter):  # usage errors: typer prints them, exit 2
             raise
         except Exception as err:  # noqa: BLE001 - the last line of defence before the shell
