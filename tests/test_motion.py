@@ -128,6 +128,7 @@ def test_motion_file_round_trip(tmp_path) -> None:
         2,
     )
     assert back.n_filled == 1
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # written through a temp file, renamed
 
 
 def test_motion_file_bad_inputs(tmp_path) -> None:

@@ -336,3 +336,18 @@ def test_check_audio_takes_any_file_with_sound_and_names_the_rest(tmp_path, astr
         with pytest.raises(InputError, match=problem) as caught:
             video.check_audio(path)
         assert caught.value.path == path
+
+
+def test_write_atomically_leaves_the_old_file_or_the_new_one_never_half(tmp_path):
+    path = tmp_path / "talk.motion.npz"
+    path.write_bytes(b"old")
+
+    def half_then_fail(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt  # Ctrl-C in the middle of writing
+
+    with pytest.raises(KeyboardInterrupt):
+        video.write_atomically(path, half_then_fail)
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == [path.name]
+    video.write_atomically(path, lambda tmp: tmp.write_bytes(b"new"))
+    assert path.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == [path.name]

@@ -149,9 +149,10 @@ def analyse_driver(
 
 
 def save_motion(motion: Motion, path: Path) -> None:
-    """Write a motion file: a compressed .npz of plain arrays (no pickles), with a format version."""
-    np.savez_compressed(
-        path,
+    """Write a motion file atomically: a compressed .npz of plain arrays (no pickles), format-versioned."""
+    from . import video
+
+    arrays = dict(
         format_version=np.int64(MOTION_FORMAT),
         points=np.asarray(motion.points, np.float32),
         found=np.asarray(motion.found, bool),
@@ -161,6 +162,7 @@ def save_motion(motion: Motion, path: Path) -> None:
         has_audio=np.bool_(motion.has_audio),
         n_faces_max=np.int64(motion.n_faces_max),
     )
+    video.write_atomically(Path(path), lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def load_motion(path: Path) -> Motion:

@@ -19,7 +19,7 @@ import secrets
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -478,6 +478,17 @@ class VideoWriter:
                 proc.stdin.close()
             except (BrokenPipeError, ValueError):
                 pass
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` to a hidden temp file beside `path` (same suffix), then rename it over `path`: a reader
+    never sees half a file, and an error, Ctrl-C or SIGTERM leaves none."""
+    tmp = temp_path(Path(path))
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def temp_path(output: Path) -> Path:

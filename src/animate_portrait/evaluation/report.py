@@ -88,8 +88,11 @@ def _finite(value):
 
 
 def write_json(results: Results, path: Path) -> None:
+    from .. import video
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(results.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    video.write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def _cell(value: object, fmt: str) -> str:
