@@ -47,3 +47,16 @@ def astronaut_png(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarra
     path = tmp_path_factory.mktemp("portrait") / "astronaut.png"
     Image.fromarray(astronaut).save(path)
     return path
+
+
+def sound_of(path: Path, rate: int = 8000) -> tuple[float, float]:
+    """(seconds, loudest frequency in Hz) of a file's audio, decoded by the bundled ffmpeg."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-vn"]
+    cmd += ["-f", "s16le", "-ac", "1", "-ar", str(rate), "-"]
+    samples = np.frombuffer(subprocess.run(cmd, capture_output=True, check=True).stdout, np.int16)
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64)))
+    return len(samples) / rate, float(np.fft.rfftfreq(len(samples), 1 / rate)[spectrum.argmax()])

@@ -13,7 +13,7 @@ from PIL import Image
 from animate_portrait import identity, motion, video
 from animate_portrait.landmarks import get_detector
 from cli_helpers import run_cli, run_process
-from conftest import Driver
+from conftest import Driver, sound_of
 
 
 def _mouth_track(path: Path) -> tuple[np.ndarray, int]:
@@ -301,19 +301,6 @@ def test_mouth_interior_is_painted_unless_no_mouth(
     assert filled.mean(-1)[changed].mean() < plain.mean(-1)[changed].mean() - 20  # darker there
 
 
-def _sound(path: Path, rate: int = 8000) -> tuple[float, float]:
-    """(seconds, loudest frequency in Hz) of a file's audio, decoded by the bundled ffmpeg."""
-    import subprocess
-
-    import imageio_ffmpeg
-
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-vn"]
-    cmd += ["-f", "s16le", "-ac", "1", "-ar", str(rate), "-"]
-    samples = np.frombuffer(subprocess.run(cmd, capture_output=True, check=True).stdout, np.int16)
-    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64)))
-    return len(samples) / rate, float(np.fft.rfftfreq(len(samples), 1 / rate)[spectrum.argmax()])
-
-
 def test_audio_option_replaces_the_drivers_sound(
     tmp_path, driver: Driver, astronaut_png: Path, capsys, monkeypatch
 ):
@@ -343,6 +330,6 @@ def test_audio_option_replaces_the_drivers_sound(
         ran = run_cli(args, capsys, monkeypatch)
         assert ran.code == 0, ran.err
         assert ran.json_lines()[-1]["audio"] is True
-        seconds, pitch = _sound(out)
+        seconds, pitch = sound_of(out)
         assert pitch == pytest.approx(660, abs=5)
         assert seconds == pytest.approx(12 / driver.fps, abs=0.1)

@@ -16,6 +16,7 @@ from PIL import Image
 from animate_portrait import video
 from animate_portrait.errors import InputError
 from animate_portrait.synthetic import tone
+from conftest import sound_of
 
 
 def _frames(img: np.ndarray, n: int, w: int, h: int) -> list[np.ndarray]:
@@ -71,6 +72,22 @@ def test_audio_is_muxed_and_cut_or_padded_to_the_video(tmp_path, astronaut, seco
     assert len(list(video.read_frames(out))) == 25  # audio neither lengthens nor shortens the video
     log = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(out)], capture_output=True).stderr
     assert b"Duration: 00:00:01.0" in log
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_audio_fits_the_video_when_the_first_frame_comes_late(tmp_path, astronaut, suffix):
+    """A model loading before its first frame: ffmpeg's -shortest used to flush the audio it had read in the
+    meantime past the video's end (16 frames, 0.64 s, came out with 1.0 s of sound)."""
+    sound = tone(tmp_path / "speech.m4a", 3.0, frequency=660)
+    out = tmp_path / f"late{suffix}"
+    with video.VideoWriter(out, 25, (128, 96), audio_from=sound) as writer:
+        time.sleep(0.5)
+        for frame in _frames(astronaut, 16, 128, 96):
+            writer.write(frame)
+    seconds, pitch = sound_of(out)
+    assert seconds == pytest.approx(16 / 25, abs=0.03) and pitch == pytest.approx(660, abs=5)
+    assert len(list(video.read_frames(out))) == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, "speech.m4a"])  # no temp left
 
 
 @pytest.mark.parametrize(

@@ -340,6 +340,10 @@ class VideoWriter:
         )
         self.n_frames = 0
         self.tmp = temp_path(self.path)
+        # With audio the frames are encoded first, alone, and the sound is muxed in once their number is
+        # known: ffmpeg's -shortest overshot by up to a second when the first frame came late (a neural
+        # model loading), because the audio it had read meanwhile was flushed after the video's end.
+        self.tmp_frames = temp_path(self.path) if self.has_audio else None
         self._proc: subprocess.Popen[bytes] | None = None
         self._errlog: IO[bytes] | None = None
         self._queue: queue.Queue[bytes | None] = queue.Queue(
@@ -353,24 +357,32 @@ class VideoWriter:
         w, h = self.out_size
         cmd = [_ffmpeg(), "-nostdin", "-y", "-v", "error"]
         cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(self.fps), "-i", "-"]
-        if self.has_audio:
-            cmd += ["-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a:0"]
-            # Re-encoded always: every driver codec fits the container that way. apad + -shortest makes the
-            # audio exactly as long as the video: longer audio is cut, shorter audio is padded with silence.
-            audio = (
-                ["-c:a", "libopus", "-b:a", "128k"]
-                if self.format == "vp9"
-                else ["-c:a", "aac", "-b:a", "160k"]
-            )
-            cmd += audio + ["-af", "apad", "-shortest"]
         if self.format == "gif":
             assert palette is not None, "a GIF starts at its first frame, which makes its palette"
             cmd += ["-i", str(palette), "-lavfi", _GIF_USE, "-loop", "0"]
         else:
             cmd += _VP9 if self.format == "vp9" else _H264
+        return cmd + self._container_flags() + [str(self.tmp_frames or self.tmp)]
+
+    def _container_flags(self) -> list[str]:
         if self.path.suffix.lower() in (".mp4", ".m4v", ".mov"):
-            cmd += ["-movflags", "+faststart"]  # the index first, so a browser plays it while it loads
-        return cmd + [str(self.tmp)]
+            return ["-movflags", "+faststart"]  # the index first, so a browser plays it while it loads
+        return []
+
+    def _add_audio(self) -> None:
+        """The encoded frames (copied) + `audio_from`'s sound, cut or padded with silence to exactly the
+        frames' duration, into the temp file that is renamed over the output."""
+        assert self.tmp_frames is not None and self.audio_from is not None
+        seconds = self.n_frames / self.fps
+        # Re-encoded always: every driver codec fits the container that way.
+        codec = ["libopus", "-b:a", "128k"] if self.format == "vp9" else ["aac", "-b:a", "160k"]
+        cmd = [_ffmpeg(), "-nostdin", "-y", "-v", "error", "-i", str(self.tmp_frames)]
+        cmd += ["-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", *codec]
+        cmd += ["-af", "apad", "-t", f"{float(seconds):.6f}", *self._container_flags(), str(self.tmp)]
+        done = subprocess.run(cmd, capture_output=True, timeout=None, start_new_session=True)
+        if done.returncode != 0:
+            err = done.stderr.decode("utf-8", "replace").strip().splitlines() or ["ffmpeg failed"]
+            raise InputError(self.path, f"could not add the audio of {self.audio_from} ({err[-1][:160]})")
 
     def __enter__(self) -> VideoWriter:
         self._errlog = tempfile.TemporaryFile()
@@ -458,6 +470,8 @@ class VideoWriter:
                     raise InputError(self.path, f"could not write the video ({self._error()})")
                 if self.n_frames == 0:
                     raise InputError(self.path, "no frames to write")
+                if self.has_audio:
+                    self._add_audio()
                 os.replace(self.tmp, self.path)
         finally:
             if proc is not None:
@@ -467,6 +481,8 @@ class VideoWriter:
             if self._palette_dir is not None:
                 self._palette_dir.cleanup()
             self.tmp.unlink(missing_ok=True)
+            if self.tmp_frames is not None:
+                self.tmp_frames.unlink(missing_ok=True)
 
     def _stop(self, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is None:
