@@ -41,6 +41,14 @@
 # since the first burst (docs/RESULTS.md, "The embedder"): a next burst should add --revive-embedder true.
 # Session 10 ran that beside a plain continuation (EXTRA2), then 2.3 minutes at --lr-g 5e-5: none of the three
 # beat the third model on new people (docs/RESULTS.md, "Session 10"); more of the same steps won't either.
+# The next burst (prepared in sessions 11 and 13, not run yet): two options side by side, each a change of what
+# G is taught rather than more of the same steps. --closed-sources 0.5 (shut sources, open target: G draws the
+# mouth's inside; on a CPU it opened the mouth further) and --w-warped 10 (the warped source alone against the
+# target outside the face, at four scales: perfect motion there would gain 13-21% in perceptual distance, and
+# the flow net trained alone on a CPU fitted its pairs but the rest of G was not trained with it; docs/RESULTS.md,
+# "Where the error lies"). Choose on `wide` + training clips (never the evaluation set), as in session 10:
+#   PROBE_STEPS=0 SMOKE=0 MINUTES=8.3 BUDGET=560 EXTRA='--init weights/neural.safetensors --fixed-box true \
+#       --adv-start-frac 1.5' EXTRA2='--w-warped 10' bash scripts/gpu_train.sh     # then the same, --closed-sources 0.5
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:-runs/gpu_out}

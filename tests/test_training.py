@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from animate_portrait.models import Discriminator, Embedder, Generator, ModelConfig
 from animate_portrait.training.dataset import EpisodeSampler, FrameBank, decode_mp4
-from animate_portrait.training.losses import mouth_l1
+from animate_portrait.training.losses import mouth_l1, outside_face, warp_pyramid_l1
 from animate_portrait.training.run_files import init_from
 from animate_portrait.training.train import TrainConfig, _pretrain_d, d_optimizer, sample_k, train
 from animate_portrait.weights import load_weights, save_weights
@@ -259,6 +260,34 @@ def test_mouth_l1_counts_only_the_mouth_box() -> None:
     assert 0.3 < float(mouth_l1(inside, real, pts)) <= 1.0
 
 
+def test_outside_face_is_metrics_face_mask_inverted() -> None:
+    from animate_portrait.metrics import face_mask
+
+    for s, mouth in ((64, 0.0), (128, 0.1)):
+        pts = face_points(s, mouth)
+        ours = outside_face(torch.from_numpy(pts)[None], s)[0, 0].numpy() > 0.5
+        theirs = ~face_mask(pts, s)
+        assert 0.2 < (~ours).mean() < 0.8  # a face, not an empty or full mask
+        outline = np.concatenate([pts[0:17], pts[26:16:-1]])
+        perimeter = np.linalg.norm(np.diff(outline, axis=0, append=outline[:1]), axis=1).sum()
+        assert (ours != theirs).sum() < perimeter / 2  # the two rasterisers differ only on the outline
+
+
+def test_warp_pyramid_l1_sees_a_shift_and_only_where_weighted() -> None:
+    """Zero for the target itself, larger for larger shifts (the coarse levels see past a pixel or two),
+    and blind to what the weight leaves out."""
+    g = torch.Generator().manual_seed(0)
+    target = F.avg_pool2d(torch.rand(1, 3, 64, 64, generator=g), 5, 1, 2)  # smooth texture
+    ones = torch.ones(1, 1, 64, 64)
+    losses = [float(warp_pyramid_l1(target.roll(k, -1), target, ones)) for k in (0, 1, 4)]
+    assert losses[0] == 0.0 and losses[0] < losses[1] < losses[2]
+    left = torch.zeros(1, 1, 64, 64)
+    left[..., :32] = 1.0
+    spoiled = target.clone()
+    spoiled[..., 40:] = 0.0  # wrong only on the right, where the weight is 0 (and the 8² blocks stop at 32)
+    assert float(warp_pyramid_l1(spoiled, target, left)) == 0.0
+
+
 def test_mask_penalty_and_mouth_loss_are_logged(cache: Path, tmp_path: Path) -> None:
     cfg = TrainConfig(
         size=32,
@@ -273,10 +302,11 @@ def test_mask_penalty_and_mouth_loss_are_logged(cache: Path, tmp_path: Path) -> 
         seed=3,
         w_mask=1.0,
         w_mouth=10.0,
+        w_warped=1.0,
     )
     train(cache, tmp_path / "run", cfg)
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert all("mask_pen" in r and "mouth" in r and r["mouth"] > 0 for r in log)
+    assert all("mask_pen" in r and "mouth" in r and r["mouth"] > 0 and r["warped"] > 0 for r in log)
 
 
 def test_restart_from_weights_with_the_mask_reset(cache: Path, tmp_path: Path) -> None:

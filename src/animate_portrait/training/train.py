@@ -5,7 +5,8 @@
 One step = a batch of episodes (K sources, K drawn from 1..k_max per step, + 1 target, one clip each):
     ê = mean_k E(x_k, y_k);  ψ̂ = P·ê;  x̂ = G(y_t, ψ̂, sources)
     G, E:  λ₁·L1 + λ_p·perceptual  (+ ½ × the same on G's decoded image alone)
-           [+ w_mask·hinge²(|mask logit| − 4) + w_mouth·mouth-box L1: both off unless asked]
+           [+ w_mask·hinge²(|mask logit| − 4) + w_mouth·mouth-box L1
+            + w_warped·L1 of the warped source outside the face, 4 scales: all off unless asked]
            [+ −D(x̂) + 10·FM + 10·L_MCH once step ≥ adv_start]
     D:     hinge(D(x_t), D(x̂))      [+ 80·L_MCH for W]   (one D step per G step; the paper used two)
            [d_patch: the hinge per location of D's last map; d_pretrain: D-only steps when adv starts]
@@ -38,7 +39,15 @@ from ..models import Discriminator, Embedder, Generator, ModelConfig
 from ..models.blocks import rasterise_sketch, to_unit
 from ..models.perceptual import find_mobilenet, load_mobilenet, perceptual_l1
 from .dataset import Augment, Episode, EpisodeSampler, FrameBank
-from .losses import adversarial_g, feature_matching, hinge_d, match_loss, mouth_l1
+from .losses import (
+    adversarial_g,
+    feature_matching,
+    hinge_d,
+    match_loss,
+    mouth_l1,
+    outside_face,
+    warp_pyramid_l1,
+)
 from .run_files import export, init_from, load_checkpoint, save_checkpoint, save_grid
 
 
@@ -57,6 +66,10 @@ class TrainConfig:
     w_decoded: float = 0.5  # content loss on G's decoded image alone, so the decoder learns to draw
     w_mask: float = 0.0  # hinge² on |mask logit| > 4: keeps m in [0.02, 0.98], where its gradient lives
     w_mouth: float = 0.0  # extra L1 inside the target's mouth box (teeth and lips are few pixels)
+    # L1 of the warped source alone against the target outside the face, at four scales: a direct signal
+    # for G's flow net, where most of the perceptual distance lies and a perfect motion would gain 13–21%
+    # (docs/RESULTS.md, "Where the error lies"); the decoder otherwise covers up a misplaced warp.
+    w_warped: float = 0.0
     w_adv: float = 1.0
     w_fm: float = 10.0
     w_mch: float = 10.0  # the paper's 80 drags ê to W's random start in a short run (see d_optimizer)
@@ -236,6 +249,10 @@ def train(cache: Path, out: Path, config: TrainConfig) -> Path:
                     l_mouth = mouth_l1(fake.float(), ep.tgt, ep.tgt_pts)
                     loss_g = loss_g + cfg.w_mouth * l_mouth
                     logs["mouth"] = l_mouth
+                if cfg.w_warped > 0:
+                    l_warped = warp_pyramid_l1(aux["warped"].float(), ep.tgt, outside_face(ep.tgt_pts, s))
+                    loss_g = loss_g + cfg.w_warped * l_warped
+                    logs["warped"] = l_warped
                 if cfg.w_decoded > 0:
                     # the decoded image must stand alone too: otherwise the blend mask can settle on the
                     # warped source everywhere and the decoder (mouth interior, blinks) never learns
