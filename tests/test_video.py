@@ -88,6 +88,9 @@ def test_audio_fits_the_video_when_the_first_frame_comes_late(tmp_path, astronau
     assert seconds == pytest.approx(16 / 25, abs=0.03) and pitch == pytest.approx(660, abs=5)
     assert len(list(video.read_frames(out))) == 16
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, "speech.m4a"])  # no temp left
+    if suffix == ".mp4":  # the index first (faststart), on the file the audio was muxed into
+        data = out.read_bytes()
+        assert data.find(b"moov") < data.find(b"mdat")
 
 
 @pytest.mark.parametrize(

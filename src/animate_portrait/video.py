@@ -362,7 +362,9 @@ class VideoWriter:
             cmd += ["-i", str(palette), "-lavfi", _GIF_USE, "-loop", "0"]
         else:
             cmd += _VP9 if self.format == "vp9" else _H264
-        return cmd + self._container_flags() + [str(self.tmp_frames or self.tmp)]
+        if self.tmp_frames is not None:  # frames only: _add_audio writes the container the output keeps
+            return cmd + [str(self.tmp_frames)]
+        return cmd + self._container_flags() + [str(self.tmp)]
 
     def _container_flags(self) -> list[str]:
         if self.path.suffix.lower() in (".mp4", ".m4v", ".mov"):
@@ -379,7 +381,7 @@ class VideoWriter:
         cmd = [_ffmpeg(), "-nostdin", "-y", "-v", "error", "-i", str(self.tmp_frames)]
         cmd += ["-i", str(self.audio_from), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", *codec]
         cmd += ["-af", "apad", "-t", f"{float(seconds):.6f}", *self._container_flags(), str(self.tmp)]
-        done = subprocess.run(cmd, capture_output=True, timeout=None, start_new_session=True)
+        done = subprocess.run(cmd, capture_output=True, start_new_session=True)
         if done.returncode != 0:
             err = done.stderr.decode("utf-8", "replace").strip().splitlines() or ["ffmpeg failed"]
             raise InputError(self.path, f"could not add the audio of {self.audio_from} ({err[-1][:160]})")
