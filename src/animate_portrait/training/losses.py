@@ -67,13 +67,12 @@ def outside_face(pts: torch.Tensor, size: int) -> torch.Tensor:
     """(B, 1, S, S) 1 outside each face outline (jaw 0–16, then the brows 26…17, as metrics.face_mask), 0
     inside: an even-odd test of every pixel centre against the outline's edges, vectorised."""
     outline = torch.cat([pts[:, 0:17], pts[:, 17:27].flip(1)], 1).float()  # (B, N, 2)
-    a, b = outline, outline.roll(-1, 1)
-    ax = torch.arange(size, device=pts.device, dtype=torch.float32)
-    x, y = ax[None, None, :, None], ax[None, :, None, None]  # pixel centres at integer coordinates
-    ay, by = a[:, None, None, :, 1], b[:, None, None, :, 1]
-    ax_, bx = a[:, None, None, :, 0], b[:, None, None, :, 0]
-    crosses = (ay > y) != (by > y)
-    x_at = ax_ + (y - ay) * (bx - ax_) / torch.where(by == ay, torch.ones_like(by), by - ay)
+    a, b = outline[:, None, None], outline.roll(-1, 1)[:, None, None]  # each edge a → b, (B, 1, 1, N, 2)
+    a_x, a_y, b_x, b_y = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
+    centres = torch.arange(size, device=pts.device, dtype=torch.float32)  # pixel centres: integer coords
+    x, y = centres[None, None, :, None], centres[None, :, None, None]
+    crosses = (a_y > y) != (b_y > y)
+    x_at = a_x + (y - a_y) * (b_x - a_x) / torch.where(b_y == a_y, torch.ones_like(b_y), b_y - a_y)
     inside = (crosses & (x < x_at)).sum(-1) % 2 == 1  # (B, S, S)
     return (~inside).float()[:, None]
 
@@ -83,8 +82,8 @@ def warp_pyramid_l1(warped: torch.Tensor, target: torch.Tensor, weight: torch.Te
     blocks: the coarse levels give a displacement of more than a pixel or two a gradient. (A CPU try on
     the flow net alone: docs/RESULTS.md, "Where the error lies".)"""
     total = warped.new_zeros(())
-    for f in (1, 2, 4, 8):
-        w = F.avg_pool2d(weight, f) if f > 1 else weight
-        diff = (F.avg_pool2d(warped, f) - F.avg_pool2d(target, f)).abs() if f > 1 else (warped - target).abs()
+    for f in (1, 2, 4, 8):  # a 1×1 average is the image itself
+        w = F.avg_pool2d(weight, f)
+        diff = (F.avg_pool2d(warped, f) - F.avg_pool2d(target, f)).abs()
         total = total + (diff * w).sum() / (w.sum() * warped.shape[1]).clamp(min=1.0)
     return total / 4
