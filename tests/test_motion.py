@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -129,6 +131,24 @@ def test_motion_file_round_trip(tmp_path) -> None:
     )
     assert back.n_filled == 1
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # written through a temp file, renamed
+
+
+def test_motion_file_keeps_gaze_and_loads_files_without_it(tmp_path) -> None:
+    looks = np.linspace([-0.2, 0.0], [0.2, 0.05], 5).astype(np.float32)
+    with_gaze = tmp_path / "gaze.npz"
+    motion.save_motion(replace(make_motion(), gaze=looks), with_gaze)
+    np.testing.assert_array_equal(motion.load_motion(with_gaze).gaze, looks)
+    older = tmp_path / "older.npz"  # as written before gaze was read
+    motion.save_motion(make_motion(), older)
+    assert "gaze" not in np.load(older).files and motion.load_motion(older).gaze is None
+    with pytest.raises(ValueError, match="gaze"):
+        replace(make_motion(), gaze=looks[:3])  # a Motion cut without its gaze is a bug, caught at once
+    bad = tmp_path / "bad_gaze.npz"
+    arrays = dict(np.load(with_gaze))
+    arrays["gaze"] = looks[:3]
+    np.savez_compressed(bad, **arrays)
+    with pytest.raises(InputError, match=r"bad_gaze\.npz: motion gaze"):
+        motion.load_motion(bad)
 
 
 def test_motion_file_bad_inputs(tmp_path) -> None:

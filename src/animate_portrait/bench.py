@@ -118,6 +118,9 @@ def run_bench(
         lambda: [c for s in range(0, n, RENDER_BATCH) for c in renderer.render(targets[s : s + RENDER_BATCH])]
     )
     ms["render"] = t_render / n * 1e3
+    changes = pipeline.gaze_changes(driving)  # None (0 ms) with --no-gaze or a driver without gaze
+    t_gaze, crops = _timed(lambda: pipeline.follow_gaze(source, np.stack(crops), targets, changes))
+    ms["gaze"] = t_gaze / n * 1e3
     t_paste, pasted = _timed(lambda: [face.paste_back(source.image, c, source.crop) for c in crops])
     ms["paste_back"] = t_paste / n * 1e3
 

@@ -105,6 +105,14 @@ Mouth = Annotated[
         "portrait's: a closed painted mouth has none to move.",
     ),
 ]
+Gaze = Annotated[
+    bool,
+    typer.Option(
+        "--gaze/--no-gaze",
+        help="Move the portrait's irises as the driver's look aside (read from the driving "
+        "video; a motion file made before this option holds no gaze).",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no messages.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 
@@ -129,6 +137,7 @@ def _config(
     faces="largest",
     audio_file=None,
     side_by_side=False,
+    gaze=True,
 ):
     if engine not in ("neural", "warp", "static"):
         raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
@@ -168,6 +177,7 @@ def _config(
         faces=faces,
         audio_file=audio_file,
         side_by_side=side_by_side,
+        gaze=gaze,
     )
 
 
@@ -228,6 +238,7 @@ def animate(
     audio: Audio = None,
     overwrite: Overwrite = False,
     mouth: Mouth = True,
+    gaze: Gaze = True,
     finetune_steps: Annotated[
         int | None,
         typer.Option(
@@ -270,6 +281,7 @@ def animate(
         faces,
         audio,
         side_by_side,
+        gaze,
     )
     policy = PersonPolicy(finetune_steps, person)
     if problem := policy.problem(engine) or policy.problem_with_faces(faces):
@@ -396,6 +408,7 @@ def batch(
     audio: Audio = None,
     overwrite: Overwrite = False,
     mouth: Mouth = True,
+    gaze: Gaze = True,
     finetune_steps: Annotated[
         int,
         typer.Option(
@@ -470,6 +483,7 @@ def batch(
         faces,
         audio,
         side_by_side,
+        gaze,
     )
     if finetune_steps and engine != "neural":
         raise typer.BadParameter("needs --engine neural", param_hint="--finetune-steps")

@@ -113,6 +113,7 @@ def analyse_driver(
     """Decode a driving video, track its 68 landmarks, fill frames without a face and smooth."""
     # Imported here so that loading a motion file (batch runs, tests) needs neither ffmpeg nor dlib.
     from . import landmarks, video
+    from .gaze import gaze_track, read_gaze
     from .landmarks.magnify import Magnified, is_small
 
     info = video.probe(path)
@@ -128,11 +129,12 @@ def analyse_driver(
     first = next(frames, None)
     if small and first is not None and not detector.detect(first) and Magnified(detector).detect(first):
         detector = Magnified(detector)  # a wide shot with a small face: magnify it from the start
-    result = landmarks.track(counted(chain([] if first is None else [first], frames)), detector)
+    everything = counted(chain([] if first is None else [first], frames))
+    result = landmarks.track(everything, detector, read=read_gaze)
     if not result.found.any() and small and not isinstance(detector, Magnified):
         # no face in the first frame at either size, nor later at this one: once more, magnified (the bar
         # has counted the frames already, so this pass runs without it)
-        result = landmarks.track(video.read_frames(path, max_frames), Magnified(detector))
+        result = landmarks.track(video.read_frames(path, max_frames), Magnified(detector), read=read_gaze)
     found = np.asarray(result.found, bool)
     if not found.any():
         raise NoFaceError(path, "no face found in any frame")
@@ -145,6 +147,7 @@ def analyse_driver(
         source=str(path),
         has_audio=bool(info.has_audio),
         n_faces_max=int(result.n_faces_max),
+        gaze=None if result.readings is None else gaze_track(result.readings),
     )
 
 
@@ -162,6 +165,8 @@ def save_motion(motion: Motion, path: Path) -> None:
         has_audio=np.bool_(motion.has_audio),
         n_faces_max=np.int64(motion.n_faces_max),
     )
+    if motion.gaze is not None:  # optional: motion files from before gaze was read still load
+        arrays["gaze"] = np.asarray(motion.gaze, np.float32)
     video.write_atomically(Path(path), lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
@@ -188,6 +193,11 @@ def load_motion(path: Path) -> Motion:
     fps = float(arrays["fps"])
     if not np.isfinite(points).all() or not fps > 0:
         raise InputError(path, "motion file holds non-finite points or a bad fps")
+    gaze = arrays.get("gaze")
+    if gaze is not None and (gaze.shape != (len(points), 2) or not np.isfinite(gaze).all()):
+        raise InputError(
+            path, f"motion gaze has shape {gaze.shape} or bad values, expected ({len(points)}, 2)"
+        )
     return Motion(
         points=points.astype(np.float32),
         found=found.astype(bool),
@@ -196,6 +206,7 @@ def load_motion(path: Path) -> Motion:
         source=str(arrays.get("source", "")),
         has_audio=bool(arrays.get("has_audio", False)),
         n_faces_max=int(arrays.get("n_faces_max", 1)),
+        gaze=None if gaze is None else gaze.astype(np.float32),
     )
 
 

@@ -1,7 +1,7 @@
 """Pipeline: wires the stages for one portrait; the CLI, batch, demo and evaluation all go through it.
 
     sources ─► landmarks ─► crop ─┐
-    driver ──► Motion ─► retarget ┴► Renderer ─► paste back ─► VideoWriter (+ driver audio)
+    driver ──► Motion ─► retarget ┴► Renderer ─► gaze ─► paste back ─► VideoWriter (+ driver audio)
 
 Everything after `analyse` streams in small batches: memory does not grow with the video's length.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import face, motion, video
+from . import face, gaze, motion, video
 from .compare import DriverPanels, SideBySideWriter
 from .engines import Renderer, get_renderer
 from .errors import InputError, NoFaceError
@@ -184,24 +184,60 @@ class Pipeline:
                 ]
             )
 
+    def gaze_changes(self, driving: Motion) -> np.ndarray | None:
+        """(T, 2) the driver's gaze change per frame (gaze.py), or None where the irises stay: --no-gaze, a
+        --region without the eyes, or a motion file from before gaze was read."""
+        if not self.config.gaze or driving.gaze is None or self.config.region not in gaze.REGIONS:
+            return None
+        n = self.config.max_frames or len(driving.points)
+        return gaze.gaze_changes(driving.gaze[:n])
+
+    def moves(
+        self, leads: Sequence[SourceFace], driving: Motion
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """`targets` chunk by chunk, each with the driver's gaze change for its frames ((t, 2) or None)."""
+        changes = self.gaze_changes(driving)
+        start = 0
+        for chunk in self.targets(leads, driving):
+            t = chunk.shape[1]
+            yield chunk, None if changes is None else changes[start : start + t]
+            start += t
+
     def prepare_group(self, leads: Sequence[SourceFace]) -> None:
         """Ready `render_group` for these leads (one source each): the renderers that render a group in
         one pass prepare it now; the others prepare lead by lead as they render."""
         if getattr(self.renderer, "groups", False):
             self.renderer.prepare_group([[lead] for lead in leads])
 
-    def render_group(self, leads: Sequence[SourceFace], targets: np.ndarray) -> np.ndarray:
+    def render_group(
+        self, leads: Sequence[SourceFace], targets: np.ndarray, changes: np.ndarray | None = None
+    ) -> np.ndarray:
         """(P, t, 68, 2) targets → (P, t, size, size, 3) crops: in one pass where the renderer can (it says
         so with `groups = True`, as the neural engine does, after `prepare_group`), else portrait by
-        portrait (static and warp: their `prepare` is a copy, so preparing for every chunk costs nothing)."""
+        portrait (static and warp: their `prepare` is a copy, so preparing for every chunk costs nothing).
+        `changes` (t, 2): the driver's gaze change, which then moves every portrait's irises."""
         renderer = self.renderer
         if getattr(renderer, "groups", False):
-            return renderer.render_group(targets)
-        out = []
-        for lead, own in zip(leads, targets, strict=True):
-            renderer.prepare([lead])
-            out.append(renderer.render(own))
-        return np.stack(out)
+            out = renderer.render_group(targets)
+        else:
+            out = []
+            for lead, own in zip(leads, targets, strict=True):
+                renderer.prepare([lead])
+                out.append(renderer.render(own))
+            out = np.stack(out)
+        if changes is None:
+            return out
+        each = zip(leads, out, targets, strict=True)
+        return np.stack([self.follow_gaze(lead, crops, points, changes) for lead, crops, points in each])
+
+    def follow_gaze(
+        self, lead: SourceFace, crops: np.ndarray, targets: np.ndarray, changes: np.ndarray | None
+    ) -> np.ndarray:
+        """The rendered crops with the lead's irises moved by the driver's gaze changes (None: as they are).
+        The static engine has no motion to add a gaze to."""
+        if changes is None or self.config.engine == "static":
+            return crops
+        return gaze.follow(crops, targets, gaze.read_gaze(lead.face, lead.points), changes)
 
     def render_frames(self, sources: Sequence[SourceFace], driving: Motion) -> Iterator[np.ndarray]:
         """Frames of the face crop (or of the whole picture), one driver frame at a time."""
@@ -211,8 +247,8 @@ class Pipeline:
             return
         renderer = self.renderer
         renderer.prepare(sources)
-        for (targets,) in self.targets([lead], driving):
-            for rendered in renderer.render(targets):
+        for (targets,), changes in self.moves([lead], driving):
+            for rendered in self.follow_gaze(lead, renderer.render(targets), targets, changes):
                 if self.config.crop_only:
                     yield rendered
                 else:
@@ -228,8 +264,8 @@ class Pipeline:
         leads = self.all_faces(lead)
         self.prepare_group(leads)
         crops = [face_.crop for face_ in leads]
-        for targets in self.targets(leads, driving):
-            rendered = self.render_group(leads, targets)  # (faces, t, size, size, 3)
+        for targets, changes in self.moves(leads, driving):
+            rendered = self.render_group(leads, targets, changes)  # (faces, t, size, size, 3)
             for t in range(rendered.shape[1]):
                 yield face.paste_back_all(lead.image, rendered[:, t], crops)
 

@@ -92,6 +92,11 @@ class Motion:
     source: str = ""  # the driver video's path, used to copy its audio; may be empty
     has_audio: bool = False
     n_faces_max: int = 1  # most faces seen in one frame; the largest was followed
+    gaze: np.ndarray | None = None  # (T, 2) the irises' offset in eye widths (gaze.py); None: not read
+
+    def __post_init__(self) -> None:
+        if self.gaze is not None and np.shape(self.gaze) != (len(self.points), 2):
+            raise ValueError(f"gaze has shape {np.shape(self.gaze)}, expected ({len(self.points)}, 2)")
 
     @property
     def n_frames(self) -> int:
@@ -164,3 +169,4 @@ class RenderConfig:
     overwrite: bool = False
     finetune_steps: int = 0  # neural engine, batch: fine-tune on each portrait first (persons.py)
     mouth: bool = True  # paint the mouth interior where the lips part (engines/mouth.py)
+    gaze: bool = True  # the irises follow the driver's (gaze.py), where the motion has them

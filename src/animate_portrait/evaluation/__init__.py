@@ -6,7 +6,8 @@
 - The paper's Table 1 (`runner.table1`): the neural rows of self-reenactment, 1/8/32-shot, feed-forward
   and fine-tuned (`--finetune-steps N`: the §3.3 stage on each clip's K sources, cached per person).
 - Cross-reenactment (`cross_reenactment.py`): portraits × drivers through the product's pipeline:
-  identity distance to the portrait, mouth/yaw/pitch correlation with the driver, share of frames with a face.
+  identity distance to the portrait, mouth/yaw/pitch/gaze correlation with the driver, share of frames with a
+  face.
 
 Rows are `Setup`s (engine × K × variant); `runner.py` fills them, `report.py` prints them and writes the
 JSON that a weights card embeds.
@@ -145,6 +146,12 @@ def evaluate(
             min=0, help="Cross-reenactment: how far the head may move, in face sizes, as animate's."
         ),
     ] = MAX_TRAVEL,
+    gaze: Annotated[
+        bool,
+        typer.Option(
+            "--gaze/--no-gaze", help="Cross-reenactment: move the irises with the driver's, as animate does."
+        ),
+    ] = True,
     json_out: JsonOut = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -166,7 +173,9 @@ def evaluate(
             check_sources(portraits)
         if drivers:
             check_sources(drivers)
-        factory = RendererFactory(size, resolve_device(device), weights, finetune_steps, mouth, max_travel)
+        factory = RendererFactory(
+            size, resolve_device(device), weights, finetune_steps, mouth, max_travel, gaze
+        )
         n_items = len(clips) + len(portraits or []) * len(drivers or clips) * len({s.engine for s in setups})
         with report.bar("evaluating", n_items) as step:
             results = run_evaluation(

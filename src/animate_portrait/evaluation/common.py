@@ -54,6 +54,7 @@ class RendererFactory:
     finetune_steps: int = 0
     mouth: bool = True  # paint the mouth interior (engines/mouth.py), as `animate` does by default
     max_travel: float | None = MAX_TRAVEL  # cross-reenactment's retargeting, as `animate`'s (types.py)
+    gaze: bool = True  # cross-reenactment: the irises follow the driver's (gaze.py), as `animate`'s
 
     def make(self, setup: Setup) -> Renderer:
         from ..engines import get_renderer

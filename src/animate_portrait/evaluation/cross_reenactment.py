@@ -1,7 +1,7 @@
 """Cross-reenactment: a portrait driven by someone else's video, through the product's own pipeline
 (relative motion, the portrait's crop). No ground truth exists, so we measure what a viewer would check:
-is it still the portrait's person, does the face follow the driver's mouth and head (and does the mouth open
-as far as the driver's: `mouth_gain`, 1 when it does), is there a face at all.
+is it still the portrait's person, does the face follow the driver's mouth, head and gaze (and does the mouth
+open as far as the driver's: `mouth_gain`, 1 when it does), is there a face at all.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .. import identity, metrics
+from .. import gaze, identity, metrics
 from ..pipeline import Pipeline
 from ..types import Landmarks, Motion, SourceFace
 from .common import Judge, Series, mean_finite
@@ -20,9 +20,11 @@ from .common import Judge, Series, mean_finite
 def subsample(driving: Motion, step: int, max_frames: int | None) -> Motion:
     """Every `step`-th frame, at most `max_frames`; frame 0 stays first, as relative motion needs it."""
     points, found = driving.points[::step], driving.found[::step]
+    looks = None if driving.gaze is None else driving.gaze[::step]
     if max_frames is not None:
         points, found = points[:max_frames], found[:max_frames]
-    return replace(driving, points=points, found=found, fps=driving.fps / step)
+        looks = None if looks is None else looks[:max_frames]
+    return replace(driving, points=points, found=found, fps=driving.fps / step, gaze=looks)
 
 
 def evaluate_pair(
@@ -44,6 +46,8 @@ def evaluate_pair(
             opening=float(metrics.mouth_opening(pts)),
             yaw=float(metrics.yaw(pts)),
             pitch=float(metrics.pitch(pts)),
+            # where the output's irises sit across the eyes, read as the driver's were (gaze.py)
+            gaze=np.nan if seen.points is None else float(gaze.read_gaze(out, seen.points)[0]),
         )
         if on_frame is not None:
             on_frame()
@@ -61,5 +65,9 @@ def evaluate_pair(
         "mouth_gain": metrics.gain(np.asarray(s.values["opening"])[keep], metrics.mouth_opening(real)),
         "yaw_corr": corr("yaw", metrics.yaw),
         "pitch_corr": corr("pitch", metrics.pitch),
+        # NaN for a motion file without gaze; frames where an eye is shut (a blink) are left out
+        "gaze_corr": np.nan
+        if driving.gaze is None
+        else metrics.pearson(np.asarray(s.values["gaze"])[keep], driving.gaze[keep, 0], constant=0.0),
         "frames": float(len(s)),
     }

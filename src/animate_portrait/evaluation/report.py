@@ -46,6 +46,7 @@ CROSS_COLUMNS = (
     Column("mouth_gain", "mouth gain"),
     Column("yaw_corr", "yaw r↑"),
     Column("pitch_corr", "pitch r↑"),
+    Column("gaze_corr", "gaze r↑"),
     Column("face_found", "face↑"),
 )
 

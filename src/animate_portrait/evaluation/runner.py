@@ -58,6 +58,7 @@ def run_evaluation(
         "finetune_steps": factory.finetune_steps,
         "mouth": factory.mouth,
         "max_travel": factory.max_travel,
+        "gaze": factory.gaze,
         "size": factory.size,
         "device": factory.device,
         "weights": None if factory.weights is None else str(factory.weights),
@@ -168,6 +169,7 @@ def _cross(portraits, drivers, engines, factory, judge, max_frames, step, skippe
         crop_only=True,
         mouth=factory.mouth,
         max_travel=factory.max_travel,
+        gaze=factory.gaze,
     )
     pipelines = {e: Pipeline(RenderConfig(**{**config.__dict__, "engine": e})) for e in engines}
     loader = Pipeline(config)

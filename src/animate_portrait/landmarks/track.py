@@ -30,6 +30,7 @@ class TrackResult:
     points: np.ndarray  # (T, 68, 2) float32, frame pixels; NaN where no face was found
     found: np.ndarray  # (T,) bool
     n_faces_max: int  # most faces seen in one (fully searched) frame; the largest one is followed
+    readings: np.ndarray | None = None  # (T, ...) what `read` said of each frame's face; NaN without one
 
 
 def track(
@@ -37,9 +38,12 @@ def track(
     detector: LandmarkDetector,
     detect_every: int = 30,
     on_frame: Callable[[int], None] | None = None,
+    read: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> TrackResult:
-    """Landmarks of the largest face in every frame; streams `frames`, keeping only the points."""
+    """Landmarks of the largest face in every frame; streams `frames`, keeping only the points, and what
+    `read(frame, points)` says of each found face (gaze.read_gaze: the irises), while the frame is here."""
     points: list[np.ndarray] = []
+    readings: list[np.ndarray | None] = []
     n_faces_max = 0
     prev: Landmarks | None = None
     since_search = 0
@@ -57,10 +61,22 @@ def track(
             since_search = 0
         prev = current
         points.append(current.points if current is not None else np.full((N_POINTS, 2), np.nan, np.float32))
+        if read is not None:
+            readings.append(read(frame, current.points) if current is not None else None)
         if on_frame is not None:
             on_frame(i)
     pts = np.stack(points).astype(np.float32) if points else np.zeros((0, N_POINTS, 2), np.float32)
-    return TrackResult(points=pts, found=~np.isnan(pts).any(axis=(1, 2)), n_faces_max=n_faces_max)
+    found = ~np.isnan(pts).any(axis=(1, 2))
+    return TrackResult(points=pts, found=found, n_faces_max=n_faces_max, readings=_stacked(readings))
+
+
+def _stacked(readings: list[np.ndarray | None]) -> np.ndarray | None:
+    """The readings as one float32 array, NaN for frames without a face; None when nothing was read."""
+    shape = next((np.shape(r) for r in readings if r is not None), None)
+    if shape is None:
+        return None
+    blank = np.full(shape, np.nan, np.float32)
+    return np.stack([blank if r is None else np.asarray(r, np.float32) for r in readings])
 
 
 def _pick(faces: list[Landmarks], prev: Landmarks | None) -> Landmarks | None:
