@@ -175,3 +175,21 @@ def test_the_cli_follows_gaze_unless_told_not_to(
         frames[flag] = np.stack(list(video.read_frames(out))).astype(int)
     moved = np.abs(frames["--gaze"] - frames["--no-gaze"]).max(axis=(1, 2, 3)) > 40  # over codec noise
     assert moved.sum() >= 10 and not moved.all()  # the glances, and not the frames looking ahead
+
+
+def test_a_motion_file_without_gaze_is_named_and_still_animates(
+    tmp_path: Path, astronaut_png: Path, capsys, monkeypatch
+):
+    from cli_helpers import run_cli
+
+    whole = motion.load_motion(demo_motion_path())
+    older = tmp_path / "older.npz"  # as `motion` wrote it before gaze was read
+    motion.save_motion(replace(whole, points=whole.points[:12], found=whole.found[:12], gaze=None), older)
+    out = tmp_path / "out.mp4"
+    ran = run_cli([astronaut_png, "--driver", older, "-o", out, "--crop-only"], capsys, monkeypatch)
+    assert ran.code == 0 and out.is_file()
+    assert "older.npz: no gaze (made before gaze was read" in ran.err
+    ran = run_cli(
+        [astronaut_png, "--driver", older, "-o", out, "--overwrite", "--no-gaze"], capsys, monkeypatch
+    )
+    assert ran.code == 0 and "no gaze" not in ran.err

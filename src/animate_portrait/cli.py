@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -187,8 +188,8 @@ def _check_audio(config: RenderConfig, output_suffix: str) -> None:
 
     if config.audio_file is None:
         return
-    if output_suffix.lower() == ".gif":
-        raise typer.BadParameter("a GIF has no sound", param_hint="--audio")
+    if not video.has_sound(Path("output" + output_suffix)):
+        raise typer.BadParameter(f"a {output_suffix.lstrip('.').upper()} has no sound", param_hint="--audio")
     video.check_audio(config.audio_file)
 
 
@@ -301,7 +302,9 @@ def animate(
         _check_audio(config, output.suffix)
         if any(is_video(path) for path in sources):
             _check_video_source(sources, config, policy)
-            result = _animate_video(Pipeline(config), sources[0], driver, output, report)
+            # a video source keeps its own eyes (and gaze): they move with its own head
+            dubbing = Pipeline(replace(config, gaze=False))
+            result = _animate_video(dubbing, sources[0], driver, output, report)
             report.done(result, as_json)
             return
         pipeline = Pipeline(config)
@@ -335,7 +338,7 @@ def _animate_video(
     from .video_source import animate_video, source_frames
 
     pipeline.load_renderer()
-    source_motion = report.analyse(pipeline, source, label="source landmarks")
+    source_motion = report.analyse(pipeline, source, role="source")
     driving = report.analyse(pipeline, driver)
     frames = len(source_frames(source_motion, driving, pipeline.config.max_frames))
     if frames < min(driving.n_frames, pipeline.config.max_frames or driving.n_frames):
@@ -461,8 +464,6 @@ def batch(
     as_json: AsJson = False,
 ) -> None:
     """Animate many portraits with one driver, analysed once. A failed portrait does not stop the others."""
-    from dataclasses import replace
-
     from .batch import Shard, run_batch
 
     config = _config(

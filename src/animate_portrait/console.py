@@ -114,8 +114,9 @@ class Reporter:
 
             yield step
 
-    def analyse(self, pipeline: Pipeline, driver: Path, label: str = "driver landmarks") -> Motion:
-        """Analyse the driver (or read its motion file) under a progress bar, and say what was odd."""
+    def analyse(self, pipeline: Pipeline, driver: Path, role: str = "driver") -> Motion:
+        """Analyse the driver (or read its motion file; `role` "source": a video source) under a progress
+        bar, and say what was odd."""
         total = None
         if Path(driver).suffix.lower() != ".npz":
             from . import video
@@ -123,13 +124,21 @@ class Reporter:
             total = video.probe(Path(driver)).n_frames or None
             if pipeline.config.max_frames and total:
                 total = min(total, pipeline.config.max_frames)
-        with self.bar(label, total) as step:
+        with self.bar(f"{role} landmarks", total) as step:
             driving = pipeline.analyse(driver, on_frame=lambda: step(1))
         if driving.n_filled:
             filled = f"{driving.n_filled} of {driving.n_frames}"
             self.info(f"{driver}: no face in {filled} frames; their landmarks were filled from neighbours")
         if driving.n_faces_max > 1:
             self.info(f"{driver}: several faces seen; following the largest")
+        if driving.gaze is None and pipeline.follows_gaze and role == "driver":
+            old = Path(driver).suffix.lower() == ".npz"
+            why = (
+                "made before gaze was read; `animate-portrait motion` remakes it"
+                if old
+                else "no eye was read"
+            )
+            self.info(f"{driver}: no gaze ({why}); the portrait's irises stay where they are")
         return driving
 
     def emit(self, summary: dict, as_json: bool, line: str) -> None:

@@ -184,10 +184,15 @@ class Pipeline:
                 ]
             )
 
+    @property
+    def follows_gaze(self) -> bool:
+        """Whether the portrait's irises take the driver's gaze: --gaze, with a --region that has the eyes."""
+        return self.config.gaze and self.config.region in gaze.REGIONS
+
     def gaze_changes(self, driving: Motion) -> np.ndarray | None:
-        """(T, 2) the driver's gaze change per frame (gaze.py), or None where the irises stay: --no-gaze, a
-        --region without the eyes, or a motion file from before gaze was read."""
-        if not self.config.gaze or driving.gaze is None or self.config.region not in gaze.REGIONS:
+        """(T, 2) the driver's gaze change per frame (gaze.py), or None where the irises stay: not
+        `follows_gaze`, or a driver without gaze (its eyes never read, or a motion file from before)."""
+        if not self.follows_gaze or driving.gaze is None:
             return None
         n = self.config.max_frames or len(driving.points)
         return gaze.gaze_changes(driving.gaze[:n])
@@ -314,14 +319,12 @@ class Pipeline:
         """The output's writer for frames of `size` (w, h): the driver's frame rate and soundtrack, and
         with --side-by-side the driver's frame on the left (the video is then that much wider)."""
         cfg = self.config
-        audio_from = self.audio_source(driving)
-        if not cfg.side_by_side:
-            return video.VideoWriter(output, driving.fps, size, audio_from, cfg.overwrite)
-        panels = DriverPanels(driving, size[1], cfg.max_frames or driving.n_frames)
-        wide = (size[0] + panels.width, size[1])
-        return SideBySideWriter(
-            video.VideoWriter(output, driving.fps, wide, audio_from, cfg.overwrite), panels
+        panels = (
+            DriverPanels(driving, size[1], cfg.max_frames or driving.n_frames) if cfg.side_by_side else None
         )
+        wide = size if panels is None else (size[0] + panels.width, size[1])
+        writer = video.VideoWriter(output, driving.fps, wide, self.audio_source(driving), cfg.overwrite)
+        return writer if panels is None else SideBySideWriter(writer, panels)
 
     def audio_source(self, driving: Motion) -> Path | None:
         """The output's soundtrack: --audio's file, else the driver video's own (None: silent)."""
