@@ -46,7 +46,7 @@ def evaluate_pair(
             opening=float(metrics.mouth_opening(pts)),
             yaw=float(metrics.yaw(pts)),
             pitch=float(metrics.pitch(pts)),
-            # where the output's irises sit across the eyes, read as the driver's were (gaze.py)
+            # where the output's irises sit along the eyes, read as the driver's were (gaze.py)
             gaze=np.nan if seen.points is None else float(gaze.read_gaze(out, seen.points)[0]),
         )
         if on_frame is not None:
