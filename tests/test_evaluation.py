@@ -52,7 +52,16 @@ def test_json_has_rows_settings_and_finite_numbers(evaluated: dict):
     assert set(rows) == {"static 1", "warp 1"}
     for row in rows.values():
         assert row["n"] == 1 and row["frames"] == N_TARGETS
-        for key in ("psnr", "ssim", "perceptual", "landmark_error", "mouth_l1", "identity", "face_found"):
+        for key in (
+            "psnr",
+            "ssim",
+            "perceptual",
+            "landmark_error",
+            "mouth_l1",
+            "eyes_l1",
+            "identity",
+            "face_found",
+        ):
             assert row[key] is not None and math.isfinite(row[key]), (row["engine"], key)
     assert rows["warp 1"]["mouth_corr"] is not None
     assert len(evaluated["self_reenactment"]["items"]) == 2  # one clip × two setups

@@ -69,6 +69,20 @@ def test_mouth_l1_sees_only_the_mouth(crop_and_points):
     assert metrics.mouth_l1(image, mouth, points) > 0.2
 
 
+def test_eyes_l1_sees_only_the_eyes(crop_and_points):
+    image, points = crop_and_points
+    x0, y0, x1, y1 = metrics.eyes_box(points, image.shape[0])
+    eyes = points[36:48]
+    assert x0 < eyes[:, 0].min() and eyes[:, 0].max() < x1 and y0 < eyes[:, 1].min() and eyes[:, 1].max() < y1
+    assert y1 < points[48:68, 1].min()  # not down to the mouth
+    chin = image.copy()
+    chin[-10:] = 0
+    assert metrics.eyes_l1(image, chin, points) == 0.0
+    looked = image.copy()
+    looked[y0:y1, x0:x1] = 255 - looked[y0:y1, x0:x1]
+    assert metrics.eyes_l1(image, looked, points) > 0.2
+
+
 def test_mouth_opening_grows_when_the_jaw_drops(crop_and_points):
     _, points = crop_and_points
     opened = points.copy()

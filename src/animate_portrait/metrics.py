@@ -39,6 +39,8 @@ __all__ = [
 SSIM_WINDOW = 11  # Wang et al. 2004's Gaussian window
 MOUTH = slice(48, 68)  # outer and inner lips
 MOUTH_MARGIN = 0.3  # of the lips' box side, on each side: takes in teeth, chin and cheek folds
+EYES = slice(36, 48)  # both eyes' outlines
+EYES_MARGIN = 0.1  # of the eyes' box side (both eyes), on each side: lids and lashes
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:
@@ -134,8 +136,16 @@ def landmark_error(found: np.ndarray | None, true: np.ndarray) -> float:
 
 def mouth_box(points: np.ndarray, size: int, margin: float = MOUTH_MARGIN) -> tuple[int, int, int, int]:
     """Integer box (x0, y0, x1, y1) around the lips (48–67) widened by `margin`, clipped to the crop."""
-    lips = np.asarray(points, np.float64)[MOUTH]
-    (x0, y0), (x1, y1) = lips.min(axis=0), lips.max(axis=0)
+    return _box_around(np.asarray(points, np.float64)[MOUTH], size, margin)
+
+
+def eyes_box(points: np.ndarray, size: int, margin: float = EYES_MARGIN) -> tuple[int, int, int, int]:
+    """Integer box around both eyes (36–47) widened by `margin`, clipped to the crop."""
+    return _box_around(np.asarray(points, np.float64)[EYES], size, margin)
+
+
+def _box_around(part: np.ndarray, size: int, margin: float) -> tuple[int, int, int, int]:
+    (x0, y0), (x1, y1) = part.min(axis=0), part.max(axis=0)
     pad = margin * max(x1 - x0, y1 - y0)
     box = np.array([x0 - pad, y0 - pad, x1 + pad, y1 + pad])
     x0, y0, x1, y1 = np.clip(np.round(box), 0, size).astype(int)
@@ -144,7 +154,16 @@ def mouth_box(points: np.ndarray, size: int, margin: float = MOUTH_MARGIN) -> tu
 
 def mouth_l1(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> float:
     """Mean absolute difference in [0, 1] inside the mouth box of `points` (the real frame's landmarks)."""
-    x0, y0, x1, y1 = mouth_box(points, a.shape[0])
+    return _l1_in(a, b, mouth_box(points, a.shape[0]))
+
+
+def eyes_l1(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> float:
+    """Mean absolute difference in [0, 1] inside the eyes' box of `points`: blinks and gaze."""
+    return _l1_in(a, b, eyes_box(points, a.shape[0]))
+
+
+def _l1_in(a: np.ndarray, b: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    x0, y0, x1, y1 = box
     diff = np.abs(a[y0:y1, x0:x1].astype(np.float32) - b[y0:y1, x0:x1].astype(np.float32))
     return float(diff.mean() / 255.0)
 

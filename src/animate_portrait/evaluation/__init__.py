@@ -149,7 +149,9 @@ def evaluate(
     gaze: Annotated[
         bool,
         typer.Option(
-            "--gaze/--no-gaze", help="Cross-reenactment: move the irises with the driver's, as animate does."
+            "--gaze/--no-gaze",
+            help="Move the output's irises with the driver's gaze, as animate does (self-reenactment: the "
+            "clip's own gaze change since the first source frame).",
         ),
     ] = True,
     json_out: JsonOut = None,

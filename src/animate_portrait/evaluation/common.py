@@ -54,7 +54,7 @@ class RendererFactory:
     finetune_steps: int = 0
     mouth: bool = True  # paint the mouth interior (engines/mouth.py), as `animate` does by default
     max_travel: float | None = MAX_TRAVEL  # cross-reenactment's retargeting, as `animate`'s (types.py)
-    gaze: bool = True  # cross-reenactment: the irises follow the driver's (gaze.py), as `animate`'s
+    gaze: bool = True  # the output's irises follow the driver's (gaze.py), as `animate`'s
 
     def make(self, setup: Setup) -> Renderer:
         from ..engines import get_renderer
@@ -157,6 +157,7 @@ class Judge:
                     "face_ssim": metrics.face_ssim(out, real, pts),
                     "perceptual": float(lpips),
                     "mouth_l1": metrics.mouth_l1(out, real, pts),
+                    "eyes_l1": metrics.eyes_l1(out, real, pts),
                     "landmark_error": metrics.landmark_error(seen.points, pts),
                     "identity": identity.compare(seen.descriptor, real_id),
                     "opening": np.nan if seen.points is None else float(metrics.mouth_opening(seen.points)),

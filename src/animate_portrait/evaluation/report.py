@@ -29,6 +29,7 @@ SELF_COLUMNS = (
     Column("perceptual", "percept↓"),
     Column("landmark_error", "lmk err↓"),
     Column("mouth_l1", "mouth L1↓"),
+    Column("eyes_l1", "eyes L1↓"),
     Column("identity", "id dist↓"),
     Column("mouth_corr", "mouth r↑"),
     Column("face_found", "face↑"),

@@ -6,7 +6,8 @@ and the truth (the paper's Table 1 protocol).
 
 All frames are compared inside one fixed face box, the first source frame's crop, so the metrics see the
 head move as the renderer had to draw it. The targets are the real frames' own landmarks (absolute, no
-retargeting: the person is the same), and every setup shares the same target frames, those after the
+retargeting: the person is the same; with `--gaze`, as `animate`'s default, the irises take the clip's own
+gaze change since the first source frame), and every setup shares the same target frames, those after the
 source part, so the 1-, 8- and 32-shot rows are measured on exactly the same frames. `span` defaults to the
 largest K (consecutive sources); a longer span spreads the sources over more of the clip, as the paper's
 K frames of a video are, so that more shots also mean more poses, not 32 near-copies of one frame.
@@ -17,13 +18,14 @@ Streams: one pass of decoding per clip keeps only the K source crops and a small
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .. import face, metrics, motion, video
+from .. import face, gaze, metrics, motion, video
 from ..errors import InputError
-from ..types import Crop, Landmarks, SourceFace
+from ..types import Crop, Landmarks, Motion, SourceFace
 from .common import Judge, RendererFactory, Series, Setup, mean_finite
 
 BATCH = 8  # targets rendered per call: the renderers' own batch size in the pipeline
@@ -79,6 +81,7 @@ def evaluate_clip(
     crop = face.crop_for(Landmarks(driving.points[keep[0]]), factory.size)
     crops: dict[int, SourceFace] = {}
     renderers: dict[Setup, object] = {}
+    leads: dict[Setup, Lead] = {}
     extras: dict[Setup, dict[str, float]] = {}
     series = {s: Series() for s in setups}
     real_opening: list[float] = []
@@ -91,21 +94,22 @@ def evaluate_clip(
             if i == span - 1:
                 for s in setups:
                     renderers[s], extras[s] = factory.prepared(s, [crops[j] for j in chosen[s]])
+                    leads[s] = Lead.of(crops[chosen[s][0]], driving, chosen[s][0], factory.gaze, s.engine)
                 crops.clear()
             continue
         if i >= driving.n_frames or (max_frames is not None and n_targets >= max_frames):
             break
         if not is_target(i, span, step) or not driving.found[i]:
             continue  # no real face to compare with: nothing to measure
-        batch.append((face.extract(frame, crop), crop.to_crop(driving.points[i])))
+        batch.append((face.extract(frame, crop), crop.to_crop(driving.points[i]), i))
         n_targets += 1
         if len(batch) == BATCH:
-            _score(batch, renderers, judge, series, real_opening)
+            _score(batch, renderers, leads, judge, series, real_opening)
             batch.clear()
         if on_frame is not None:
             on_frame()
     if batch:
-        _score(batch, renderers, judge, series, real_opening)
+        _score(batch, renderers, leads, judge, series, real_opening)
     return {s: {**_summary(series[s], real_opening), **extras[s]} for s in setups if len(series[s])}
 
 
@@ -115,12 +119,37 @@ def _source(clip: Path, frame: np.ndarray, crop: Crop, points: np.ndarray) -> So
     return SourceFace(clip, crop_image, crop, crop_image, crop.to_crop(points))
 
 
-def _score(batch, renderers, judge: Judge, series: dict[Setup, Series], real_opening: list[float]) -> None:
-    points = np.stack([pts for _, pts in batch])
-    truth = judge.truth([real for real, _ in batch], points)
+@dataclass(frozen=True)
+class Lead:
+    """The first source's gaze, for moving the output's irises as `animate` does (gaze.py). Absolute here,
+    as the landmarks are: each target takes the clip's own gaze change since the source frame."""
+
+    own: np.ndarray | None  # (2,) the source crop's reading; None: gaze not followed
+    changes: np.ndarray | None  # (T, 2) the clip's gaze, minus the source frame's
+
+    @classmethod
+    def of(cls, source: SourceFace, driving: Motion, index: int, follow: bool, engine: str) -> Lead:
+        if not follow or driving.gaze is None or engine == "static":  # static moves nothing
+            return cls(None, None)
+        return cls(gaze.read_gaze(source.face, source.points), driving.gaze - driving.gaze[index])
+
+    def follow(self, crops: np.ndarray, points: np.ndarray, frames: list[int]) -> np.ndarray:
+        """The rendered crops of these clip frames with their irises moved (or as they are)."""
+        if self.own is None or self.changes is None:
+            return crops
+        return gaze.follow(crops, points, self.own, self.changes[frames])
+
+
+def _score(
+    batch, renderers, leads, judge: Judge, series: dict[Setup, Series], real_opening: list[float]
+) -> None:
+    points = np.stack([pts for _, pts, _ in batch])
+    frames = [i for _, _, i in batch]
+    truth = judge.truth([real for real, _, _ in batch], points)
     real_opening.extend(float(metrics.mouth_opening(p)) for p in points)
     for setup, renderer in renderers.items():
-        for values in judge.full_reference(renderer.render(points), truth):
+        outputs = leads[setup].follow(renderer.render(points), points, frames)
+        for values in judge.full_reference(outputs, truth):
             series[setup].add(**values)
 
 
