@@ -340,11 +340,11 @@ def _animate_video(
     pipeline.load_renderer()
     source_motion = report.analyse(pipeline, source, role="source")
     driving = report.analyse(pipeline, driver)
-    frames = len(source_frames(source_motion, driving, pipeline.config.max_frames))
-    if frames < min(driving.n_frames, pipeline.config.max_frames or driving.n_frames):
-        report.info(f"{source}: shorter than the driver; the output stops after {frames} frames")
-    with report.bar("rendering", frames) as step:
-        return animate_video(pipeline, source, source_motion, driving, output, progress=step)
+    shown = source_frames(source_motion, driving, pipeline.config.max_frames)
+    if len(shown) < min(driving.n_frames, pipeline.config.max_frames or driving.n_frames):
+        report.info(f"{source}: shorter than the driver; the output stops after {len(shown)} frames")
+    with report.bar("rendering", len(shown)) as step:
+        return animate_video(pipeline, source, source_motion, driving, output, progress=step, shown=shown)
 
 
 @app.command("motion", epilog="Example: animate-portrait motion talk.mp4 -o talk.motion.npz")

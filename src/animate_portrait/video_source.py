@@ -145,12 +145,15 @@ def animate_video(
     driving: Motion,
     output: Path,
     progress: Progress | None = None,
+    shown: np.ndarray | None = None,
 ) -> AnimateResult:
-    """Dub the video at `path` (analysed as `source`) with `driving`'s expression into `output`."""
+    """Dub the video at `path` (analysed as `source`) with `driving`'s expression into `output`.
+    `shown`: `source_frames(source, driving, max_frames)`, where the caller has it already."""
     started = time.perf_counter()
     config = pipeline.config
     video.check_output(output, config.overwrite)
-    shown = source_frames(source, driving, config.max_frames)
+    if shown is None:
+        shown = source_frames(source, driving, config.max_frames)
     if len(shown) == 0:
         raise InputError(path, "no frames to animate")
     width, height = (config.size, config.size) if config.crop_only else source.frame_size
