@@ -17,6 +17,8 @@ which the landmarks carry already; moving the iris up or down with it smeared th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy.ndimage import map_coordinates, median_filter
@@ -128,6 +130,20 @@ def gaze_changes(gaze: np.ndarray) -> np.ndarray:
     """(T, 2) the driver's gaze minus its usual gaze (the median over the clip)."""
     gaze = np.asarray(gaze, np.float32)
     return gaze - np.median(gaze, axis=0)
+
+
+@dataclass(frozen=True)
+class GazeMoves:
+    """What moves the irises of P portraits over a chunk of t frames: each portrait's own gaze (read once
+    a run) and the driver's change at each frame."""
+
+    own: np.ndarray  # (P, 2)
+    changes: np.ndarray  # (t, 2)
+
+    def apply(self, crops: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """(P, t, S, S, 3) crops rendered at (P, t, 68, 2) targets → the same with their irises moved."""
+        each = zip(crops, targets, self.own, strict=True)
+        return np.stack([follow(c, points, own, self.changes) for c, points, own in each])
 
 
 def follow(crops: np.ndarray, targets: np.ndarray, own: np.ndarray, changes: np.ndarray) -> np.ndarray:

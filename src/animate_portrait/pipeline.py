@@ -186,8 +186,10 @@ class Pipeline:
 
     @property
     def follows_gaze(self) -> bool:
-        """Whether the portrait's irises take the driver's gaze: --gaze, with a --region that has the eyes."""
-        return self.config.gaze and self.config.region in gaze.REGIONS
+        """Whether the portrait's irises take the driver's gaze: --gaze, with a --region that has the eyes,
+        and an engine that moves the face (static moves nothing)."""
+        cfg = self.config
+        return cfg.gaze and cfg.region in gaze.REGIONS and cfg.engine != "static"
 
     def gaze_changes(self, driving: Motion) -> np.ndarray | None:
         """(T, 2) the driver's gaze change per frame (gaze.py), or None where the irises stay: not
@@ -199,13 +201,17 @@ class Pipeline:
 
     def moves(
         self, leads: Sequence[SourceFace], driving: Motion
-    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """`targets` chunk by chunk, each with the driver's gaze change for its frames ((t, 2) or None)."""
+    ) -> Iterator[tuple[np.ndarray, gaze.GazeMoves | None]]:
+        """`targets` chunk by chunk, each with what moves the leads' irises over its frames (None: nothing);
+        the leads' own gaze is read once."""
         changes = self.gaze_changes(driving)
+        own = (
+            None if changes is None else np.stack([gaze.read_gaze(lead.face, lead.points) for lead in leads])
+        )
         start = 0
         for chunk in self.targets(leads, driving):
             t = chunk.shape[1]
-            yield chunk, None if changes is None else changes[start : start + t]
+            yield chunk, None if own is None else gaze.GazeMoves(own, changes[start : start + t])
             start += t
 
     def prepare_group(self, leads: Sequence[SourceFace]) -> None:
@@ -215,12 +221,12 @@ class Pipeline:
             self.renderer.prepare_group([[lead] for lead in leads])
 
     def render_group(
-        self, leads: Sequence[SourceFace], targets: np.ndarray, changes: np.ndarray | None = None
+        self, leads: Sequence[SourceFace], targets: np.ndarray, looks: gaze.GazeMoves | None = None
     ) -> np.ndarray:
         """(P, t, 68, 2) targets → (P, t, size, size, 3) crops: in one pass where the renderer can (it says
         so with `groups = True`, as the neural engine does, after `prepare_group`), else portrait by
         portrait (static and warp: their `prepare` is a copy, so preparing for every chunk costs nothing).
-        `changes` (t, 2): the driver's gaze change, which then moves every portrait's irises."""
+        `looks` (from `moves`): then every portrait's irises follow the driver's gaze."""
         renderer = self.renderer
         if getattr(renderer, "groups", False):
             out = renderer.render_group(targets)
@@ -230,19 +236,7 @@ class Pipeline:
                 renderer.prepare([lead])
                 out.append(renderer.render(own))
             out = np.stack(out)
-        if changes is None:
-            return out
-        each = zip(leads, out, targets, strict=True)
-        return np.stack([self.follow_gaze(lead, crops, points, changes) for lead, crops, points in each])
-
-    def follow_gaze(
-        self, lead: SourceFace, crops: np.ndarray, targets: np.ndarray, changes: np.ndarray | None
-    ) -> np.ndarray:
-        """The rendered crops with the lead's irises moved by the driver's gaze changes (None: as they are).
-        The static engine has no motion to add a gaze to."""
-        if changes is None or self.config.engine == "static":
-            return crops
-        return gaze.follow(crops, targets, gaze.read_gaze(lead.face, lead.points), changes)
+        return out if looks is None else looks.apply(out, targets)
 
     def render_frames(self, sources: Sequence[SourceFace], driving: Motion) -> Iterator[np.ndarray]:
         """Frames of the face crop (or of the whole picture), one driver frame at a time."""
@@ -252,8 +246,9 @@ class Pipeline:
             return
         renderer = self.renderer
         renderer.prepare(sources)
-        for (targets,), changes in self.moves([lead], driving):
-            for rendered in self.follow_gaze(lead, renderer.render(targets), targets, changes):
+        for targets, looks in self.moves([lead], driving):
+            crops = renderer.render(targets[0])[None]
+            for rendered in crops[0] if looks is None else looks.apply(crops, targets)[0]:
                 if self.config.crop_only:
                     yield rendered
                 else:
@@ -269,8 +264,8 @@ class Pipeline:
         leads = self.all_faces(lead)
         self.prepare_group(leads)
         crops = [face_.crop for face_ in leads]
-        for targets, changes in self.moves(leads, driving):
-            rendered = self.render_group(leads, targets, changes)  # (faces, t, size, size, 3)
+        for targets, looks in self.moves(leads, driving):
+            rendered = self.render_group(leads, targets, looks)  # (faces, t, size, size, 3)
             for t in range(rendered.shape[1]):
                 yield face.paste_back_all(lead.image, rendered[:, t], crops)
 
