@@ -86,11 +86,11 @@ def test_ctrl_c_during_a_group_leaves_no_file(tmp_path, tiny, portraits, driving
     renderer = pipeline.renderer
     real, calls = renderer.render_group, []
 
-    def interrupted(targets):
+    def interrupted(targets, **mouths):
         calls.append(1)
         if len(calls) == 2:  # after the first chunk has gone to the encoders
             raise KeyboardInterrupt
-        return real(targets)
+        return real(targets, **mouths)
 
     monkeypatch.setattr(renderer, "render_group", interrupted)
     out = tmp_path / "out"
@@ -103,7 +103,7 @@ def test_ctrl_c_during_a_group_leaves_no_file(tmp_path, tiny, portraits, driving
 def test_a_failed_forward_pass_fails_the_group_alone(tmp_path, tiny, portraits, driving, monkeypatch) -> None:
     pipeline = Pipeline(_config(tiny))
 
-    def out_of_memory(targets):
+    def out_of_memory(targets, **mouths):
         raise RuntimeError("CUDA out of memory")
 
     monkeypatch.setattr(pipeline.renderer, "render_group", out_of_memory)

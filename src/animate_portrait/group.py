@@ -84,8 +84,8 @@ def animate_group(pipeline: Pipeline, jobs: Sequence[tuple[Path, Path]], driving
 
 def _chunks(pipeline: Pipeline, leads: list[SourceFace], driving: Motion):
     """(P, t, size, size, 3) crops per chunk of t driver frames, retargeted onto each portrait."""
-    for targets, looks in pipeline.moves(leads, driving):
-        yield pipeline.render_group(leads, targets, looks)
+    for chunk in pipeline.moves(leads, driving):
+        yield pipeline.render_group(leads, chunk)
 
 
 def _open(pipeline: Pipeline, output: Path, lead: SourceFace, driving: Motion) -> VideoOut:

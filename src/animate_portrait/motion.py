@@ -113,6 +113,7 @@ def analyse_driver(
     """Decode a driving video, track its 68 landmarks, fill frames without a face and smooth."""
     # Imported here so that loading a motion file (batch runs, tests) needs neither ffmpeg nor dlib.
     from . import landmarks, video
+    from .engines.mouth import interior_track, read_interior
     from .gaze import gaze_track, read_gaze
     from .landmarks.magnify import Magnified, is_small
 
@@ -130,11 +131,12 @@ def analyse_driver(
     if small and first is not None and not detector.detect(first) and Magnified(detector).detect(first):
         detector = Magnified(detector)  # a wide shot with a small face: magnify it from the start
     everything = counted(chain([] if first is None else [first], frames))
-    result = landmarks.track(everything, detector, read=read_gaze)
+    readers = {"gaze": read_gaze, "mouth": read_interior}  # read while each frame is in memory
+    result = landmarks.track(everything, detector, read=readers)
     if not result.found.any() and small and not isinstance(detector, Magnified):
         # no face in the first frame at either size, nor later at this one: once more, magnified (the bar
         # has counted the frames already, so this pass runs without it)
-        result = landmarks.track(video.read_frames(path, max_frames), Magnified(detector), read=read_gaze)
+        result = landmarks.track(video.read_frames(path, max_frames), Magnified(detector), read=readers)
     found = np.asarray(result.found, bool)
     if not found.any():
         raise NoFaceError(path, "no face found in any frame")
@@ -147,7 +149,8 @@ def analyse_driver(
         source=str(path),
         has_audio=bool(info.has_audio),
         n_faces_max=int(result.n_faces_max),
-        gaze=None if result.readings is None else gaze_track(result.readings),
+        gaze=gaze_track(result.readings["gaze"]) if "gaze" in result.readings else None,
+        mouth=interior_track(result.readings["mouth"]) if "mouth" in result.readings else None,
     )
 
 
@@ -167,6 +170,8 @@ def save_motion(motion: Motion, path: Path) -> None:
     )
     if motion.gaze is not None:  # optional: motion files from before gaze was read still load
         arrays["gaze"] = np.asarray(motion.gaze, np.float32)
+    if motion.mouth is not None:  # optional too, and NaN where the mouth was too closed to read
+        arrays["mouth"] = np.asarray(motion.mouth, np.float16)
     video.write_atomically(Path(path), lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
@@ -198,6 +203,11 @@ def load_motion(path: Path) -> Motion:
         raise InputError(
             path, f"motion gaze has shape {gaze.shape} or bad values, expected ({len(points)}, 2)"
         )
+    mouth = arrays.get("mouth")
+    if mouth is not None and (mouth.ndim != 2 or len(mouth) != len(points) or np.isinf(mouth).any()):
+        raise InputError(
+            path, f"motion mouth has shape {mouth.shape} or bad values, expected ({len(points)}, N)"
+        )
     return Motion(
         points=points.astype(np.float32),
         found=found.astype(bool),
@@ -207,6 +217,7 @@ def load_motion(path: Path) -> Motion:
         has_audio=bool(arrays.get("has_audio", False)),
         n_faces_max=int(arrays.get("n_faces_max", 1)),
         gaze=None if gaze is None else gaze.astype(np.float32),
+        mouth=None if mouth is None else mouth.astype(np.float32),
     )
 
 

@@ -1,7 +1,7 @@
 """Pipeline: wires the stages for one portrait; the CLI, batch, demo and evaluation all go through it.
 
     sources ─► landmarks ─► crop ─┐
-    driver ──► Motion ─► retarget ┴► Renderer ─► gaze ─► paste back ─► VideoWriter (+ driver audio)
+    driver ──► Motion ─► retarget ┴► Renderer (+ mouth interior) ─► gaze ─► paste back ─► VideoWriter
 
 Everything after `analyse` streams in small batches: memory does not grow with the video's length.
 """
@@ -18,6 +18,7 @@ import numpy as np
 from . import face, gaze, motion, video
 from .compare import DriverPanels, SideBySideWriter
 from .engines import Renderer, get_renderer
+from .engines.mouth import MouthFilled
 from .errors import InputError, NoFaceError
 from .landmarks import LandmarkDetector, get_detector
 from .landmarks.magnify import Magnified, is_small, scale_image
@@ -30,6 +31,15 @@ RENDER_BATCH = 8
 
 Progress = Callable[[int], None]  # called with the number of frames just finished
 VideoOut = video.VideoWriter | SideBySideWriter  # what Pipeline.video_writer gives: the same interface
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A few driver frames, retargeted onto P portraits: what `Pipeline.render_group` renders."""
+
+    targets: np.ndarray  # (P, t, 68, 2) crop px
+    looks: gaze.GazeMoves | None  # moves every portrait's irises as the driver's; None: they stay
+    mouths: np.ndarray | None  # (t, R) what the driver's mouth shows (engines/mouth.py); None: default
 
 
 @dataclass(frozen=True)
@@ -199,19 +209,26 @@ class Pipeline:
         n = self.config.max_frames or len(driving.points)
         return gaze.gaze_changes(driving.gaze[:n])
 
-    def moves(
-        self, leads: Sequence[SourceFace], driving: Motion
-    ) -> Iterator[tuple[np.ndarray, gaze.GazeMoves | None]]:
-        """`targets` chunk by chunk, each with what moves the leads' irises over its frames (None: nothing);
-        the leads' own gaze is read once."""
+    def mouth_profiles(self, driving: Motion) -> np.ndarray | None:
+        """(T, R) what the driver's mouth shows when open (engines/mouth.py), for a renderer that paints the
+        portrait's; None: it does not (--no-mouth, static), or the driver's mouth was never read."""
+        if not isinstance(self.renderer, MouthFilled) or driving.mouth is None:
+            return None
+        return driving.mouth[: self.config.max_frames or len(driving.points)]
+
+    def moves(self, leads: Sequence[SourceFace], driving: Motion) -> Iterator[Chunk]:
+        """`targets` chunk by chunk, each with what moves the leads' irises over its frames and what their
+        mouths show; the leads' own gaze is read once."""
         changes = self.gaze_changes(driving)
         own = (
             None if changes is None else np.stack([gaze.read_gaze(lead.face, lead.points) for lead in leads])
         )
+        mouths = self.mouth_profiles(driving)
         start = 0
         for chunk in self.targets(leads, driving):
             t = chunk.shape[1]
-            yield chunk, None if own is None else gaze.GazeMoves(own, changes[start : start + t])
+            looks = None if own is None else gaze.GazeMoves(own, changes[start : start + t])
+            yield Chunk(chunk, looks, None if mouths is None else mouths[start : start + t])
             start += t
 
     def prepare_group(self, leads: Sequence[SourceFace]) -> None:
@@ -220,23 +237,22 @@ class Pipeline:
         if getattr(self.renderer, "groups", False):
             self.renderer.prepare_group([[lead] for lead in leads])
 
-    def render_group(
-        self, leads: Sequence[SourceFace], targets: np.ndarray, looks: gaze.GazeMoves | None = None
-    ) -> np.ndarray:
-        """(P, t, 68, 2) targets → (P, t, size, size, 3) crops: in one pass where the renderer can (it says
-        so with `groups = True`, as the neural engine does, after `prepare_group`), else portrait by
-        portrait (static and warp: their `prepare` is a copy, so preparing for every chunk costs nothing).
-        `looks` (from `moves`): then every portrait's irises follow the driver's gaze."""
-        renderer = self.renderer
+    def render_group(self, leads: Sequence[SourceFace], chunk: Chunk) -> np.ndarray:
+        """A chunk's (P, t, 68, 2) targets (from `moves`) → (P, t, size, size, 3) crops: in one pass where
+        the renderer can (it says so with `groups = True`, as the neural engine does, after
+        `prepare_group`), else portrait by portrait (static and warp: their `prepare` is a copy, so
+        preparing for every chunk costs nothing). Every portrait's irises and mouth follow the driver's."""
+        renderer, targets = self.renderer, chunk.targets
+        mouths = {} if chunk.mouths is None else {"profiles": chunk.mouths}
         if getattr(renderer, "groups", False):
-            out = renderer.render_group(targets)
+            out = renderer.render_group(targets, **mouths)
         else:
             out = []
             for lead, own in zip(leads, targets, strict=True):
                 renderer.prepare([lead])
-                out.append(renderer.render(own))
+                out.append(renderer.render(own, **mouths))
             out = np.stack(out)
-        return out if looks is None else looks.apply(out, targets)
+        return out if chunk.looks is None else chunk.looks.apply(out, targets)
 
     def render_frames(self, sources: Sequence[SourceFace], driving: Motion) -> Iterator[np.ndarray]:
         """Frames of the face crop (or of the whole picture), one driver frame at a time."""
@@ -246,9 +262,10 @@ class Pipeline:
             return
         renderer = self.renderer
         renderer.prepare(sources)
-        for targets, looks in self.moves([lead], driving):
-            crops = renderer.render(targets[0])[None]
-            for rendered in crops[0] if looks is None else looks.apply(crops, targets)[0]:
+        for chunk in self.moves([lead], driving):
+            mouths = {} if chunk.mouths is None else {"profiles": chunk.mouths}
+            crops = renderer.render(chunk.targets[0], **mouths)[None]
+            for rendered in crops[0] if chunk.looks is None else chunk.looks.apply(crops, chunk.targets)[0]:
                 if self.config.crop_only:
                     yield rendered
                 else:
@@ -264,8 +281,8 @@ class Pipeline:
         leads = self.all_faces(lead)
         self.prepare_group(leads)
         crops = [face_.crop for face_ in leads]
-        for targets, looks in self.moves(leads, driving):
-            rendered = self.render_group(leads, targets, looks)  # (faces, t, size, size, 3)
+        for chunk in self.moves(leads, driving):
+            rendered = self.render_group(leads, chunk)  # (faces, t, size, size, 3)
             for t in range(rendered.shape[1]):
                 yield face.paste_back_all(lead.image, rendered[:, t], crops)
 

@@ -9,6 +9,14 @@ is filled with a dark shade of the portrait's own lip colour, with an upper-teet
 wide enough, and blended in by how much further the lips part than in the source. A portrait whose
 mouth is already open (a smile with teeth) keeps its own interior: moved with the upper lip, as upper
 teeth are, with the dark opening below it.
+
+What the opening shows comes from the driver when its video was read (`read_interior`): how light its
+own mouth is from the upper inner lip down to the lower one (teeth, the dark gap between them, a
+tongue), as a profile of 16 numbers a frame, relative to the driver's skin (Averbuch-Elor et al. 2017,
+"Bringing portraits to life", take the driver's mouth interior too). The portrait's opening is painted
+with that profile in its own tones, so a grin shows two rows of teeth and a shout a dark cavity. A driver
+read before this, or a frame whose mouth is too narrow to read, gets the default profile: an upper-teeth
+band, dark below.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from scipy.ndimage import map_coordinates
 
 from ..motion import similarity
 from ..types import SourceFace
@@ -31,9 +40,20 @@ FADE_PX = 3.0  # the extra gap (crop px) over which the fill fades in, so a slig
 TEETH_FROM = 0.15  # teeth show once the gap exceeds this share of the mouth's width
 OWN_INTERIOR_PX = 2.0  # a source gap this wide (crop px) shows its own interior: teeth to keep
 SHADE = 0.22  # interior = lip colour × SHADE (keeps the hue: warm on a painting, pink on a photo)
-# Upper-teeth band: opacity, the share of the gap it covers before fading out over as much again, and
-# how much it takes of the face's own light tone rather than of ivory.
+# Upper-teeth band of the default profile: opacity, the share of the gap it covers before fading out over
+# as much again. Teeth take this much of the face's own light tone rather than of ivory.
 TEETH_ALPHA, TEETH_DEPTH, TEETH_SKIN = 0.55, 0.15, 0.7
+# The driver's interior profile: rows from the upper inner lip (0) to the lower one, read over the middle
+# of the mouth (its corners are in shadow, and painted so: CORNER_SHADE, the share of the width from each
+# corner over which teeth fade into the dark).
+PROFILE_ROWS = 16
+READ_SPAN = (0.15, 0.85)
+MIN_READ_GAP = 0.04  # a gap narrower than this share of the mouth's width (or 2 px) is not read
+CORNER_SHADE = 0.2
+# A profile value (lightness relative to the driver's skin) maps to the portrait's tones: at DARK or below
+# the dark interior, at TEETH or above its teeth, in between a blend (a tongue, teeth in shadow).
+DARK, TEETH = 0.3, 1.0
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def inner_gap(points: np.ndarray) -> np.ndarray:
@@ -70,6 +90,52 @@ def _skin_light(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     x1, y1 = np.clip(np.ceil(points[36:55].max(0)).astype(int), 1, s)
     patch = frame[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].reshape(-1, 3).astype(np.float32)
     return np.percentile(patch, 90, axis=0)
+
+
+def _between_lips(points: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Points at fractions `u` (corner 60 to corner 64) along the mouth and `v` (upper inner lip to lower)
+    across it: (len(v), len(u), 2)."""
+    knots = np.linspace(0.0, 1.0, 5)
+    upper, lower = points[[60, 61, 62, 63, 64]], points[[60, 67, 66, 65, 64]]
+    up = np.stack([np.interp(u, knots, upper[:, k]) for k in range(2)], -1)
+    low = np.stack([np.interp(u, knots, lower[:, k]) for k in range(2)], -1)
+    return up[None] * (1.0 - v[:, None, None]) + low[None] * v[:, None, None]
+
+
+def read_interior(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(PROFILE_ROWS,) how light the mouth's opening is from the upper inner lip down to the lower one,
+    relative to the face's light tone: about 1 on teeth, under 0.3 in the cavity. NaN where the lips are
+    too close to read between."""
+    points = np.asarray(points, np.float32)
+    width = float(np.linalg.norm(points[64] - points[60]))
+    if inner_gap(points) < max(MIN_READ_GAP * width, 2.0):
+        return np.full(PROFILE_ROWS, np.nan, np.float32)
+    v = (np.arange(PROFILE_ROWS) + 0.5) / PROFILE_ROWS
+    grid = _between_lips(points, np.linspace(*READ_SPAN, 2 * PROFILE_ROWS), v)
+    luma = frame.astype(np.float32) @ LUMA
+    values = map_coordinates(luma, [grid[..., 1], grid[..., 0]], order=1, mode="nearest")
+    light = max(float(_skin_light(frame, points) @ LUMA), 1.0)
+    return (np.median(values, axis=1) / light).astype(np.float32)
+
+
+def interior_track(readings: np.ndarray) -> np.ndarray:
+    """(T, PROFILE_ROWS) profiles per frame → the same with a 3-frame median over time (a misread frame
+    goes, a word's opening stays); frames not read stay NaN."""
+    readings = np.asarray(readings, np.float32)
+    if len(readings) < 3:
+        return readings
+    padded = np.concatenate([readings[:1], readings, readings[-1:]])
+    stacked = np.stack([padded[:-2], padded[1:-1], padded[2:]])
+    with np.errstate(all="ignore"):  # a window of NaNs stays NaN
+        smooth = np.nanmedian(stacked, axis=0)
+    return np.where(np.isnan(readings).all(-1, keepdims=True), np.nan, smooth).astype(np.float32)
+
+
+def default_profile() -> np.ndarray:
+    """The interior painted without a reading of the driver's: an upper-teeth band, dark below."""
+    v = (np.arange(PROFILE_ROWS) + 0.5) / PROFILE_ROWS
+    band = TEETH_ALPHA * np.clip(1.0 - (v - TEETH_DEPTH) / TEETH_DEPTH, 0.0, 1.0)
+    return (DARK + band * (TEETH - DARK)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -113,8 +179,36 @@ def _own_interior(
     return np.asarray(pixels, np.float32), _mouth_mask(moved, box, blur)
 
 
-def paint_interior(frame: np.ndarray, target: np.ndarray, source: MouthSource) -> np.ndarray:
-    """Paint the mouth interior of one (S, S, 3) uint8 crop posed by `target` (68, 2) crop px."""
+def _painted(
+    frame: np.ndarray, target: np.ndarray, box: tuple[int, int, int, int], profile: np.ndarray
+) -> np.ndarray:
+    """The opening in the portrait's tones: each pixel's place between the lips (down from the upper inner
+    lip, in from the corners) looks up `profile`, which blends the dark interior into the teeth."""
+    x0, y0, x1, y1 = box
+    inner = target[INNER]
+    xs = np.arange(x0, x1, dtype=np.float32)
+    upper_y = np.interp(xs, inner[[0, 1, 2, 3, 4], 0], inner[[0, 1, 2, 3, 4], 1])
+    lower_y = np.interp(xs, inner[[0, 7, 6, 5, 4], 0], inner[[0, 7, 6, 5, 4], 1])
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+    v = np.clip((ys - upper_y) / np.maximum(lower_y - upper_y, 1.0), 0.0, 1.0)
+    rows = (np.arange(PROFILE_ROWS) + 0.5) / PROFILE_ROWS
+    light = np.interp(v, rows, profile)
+    u = np.clip((xs - inner[0, 0]) / max(float(inner[4, 0] - inner[0, 0]), 1.0), 0.0, 1.0)
+    corners = np.clip(np.minimum(u, 1.0 - u) / CORNER_SHADE, 0.0, 1.0) ** 0.5  # teeth recede into shadow
+    teeth_share = np.clip((light - DARK) / (TEETH - DARK), 0.0, 1.0) * corners
+    dark = _lip_colour(frame, target) * SHADE
+    # teeth take the portrait's own light tones (ivory on a photo, yellowed on a varnished painting)
+    teeth = 0.92 * (
+        TEETH_SKIN * _skin_light(frame, target) + (1 - TEETH_SKIN) * np.array([250.0, 245.0, 235.0])
+    )
+    return dark + teeth_share[..., None] * (teeth - dark)
+
+
+def paint_interior(
+    frame: np.ndarray, target: np.ndarray, source: MouthSource, profile: np.ndarray | None = None
+) -> np.ndarray:
+    """Paint the mouth interior of one (S, S, 3) uint8 crop posed by `target` (68, 2) crop px, lit as the
+    driver's `profile` (`read_interior`; None or NaN: the default profile)."""
     gap = float(inner_gap(target))
     alpha = float(np.clip((gap - source.gap) / FADE_PX, 0.0, 1.0))
     if alpha <= 0.0:
@@ -130,21 +224,14 @@ def paint_interior(frame: np.ndarray, target: np.ndarray, source: MouthSource) -
     width = float(np.linalg.norm(target[64] - target[60]))
     blur = max(0.5, gap * 0.08)
     mask = _mouth_mask(target, box, blur) * alpha
-    interior = np.empty((y1 - y0, x1 - x0, 3), np.float32)
-    interior[:] = _lip_colour(frame, target) * SHADE
+    if profile is None or not np.isfinite(profile).all():
+        # no reading: teeth once the gap is wide enough to show them
+        profile = default_profile() if gap > TEETH_FROM * width else np.full(PROFILE_ROWS, DARK, np.float32)
+    interior = _painted(frame, target, box, np.asarray(profile, np.float32))
     if source.gap >= OWN_INTERIOR_PX:
-        # the portrait shows its own interior (teeth): keep it under the upper lip, dark below it
+        # the portrait shows its own interior (teeth): keep it under the upper lip, painted below it
         own, own_mask = _own_interior(source, target, box, blur)
         interior = own_mask[..., None] * own + (1.0 - own_mask[..., None]) * interior
-    elif gap > TEETH_FROM * width:
-        # upper teeth: a light band just under the upper inner lip, tinted by the portrait's own light
-        # tones (ivory on a photo, yellowed on a varnished painting), fading downwards
-        face_light = _skin_light(frame, target)
-        teeth = 0.92 * (TEETH_SKIN * face_light + (1 - TEETH_SKIN) * np.array([250.0, 245.0, 235.0]))
-        upper_y = np.interp(np.arange(x0, x1), inner[[0, 1, 2, 3, 4], 0], inner[[0, 1, 2, 3, 4], 1])
-        depth = (np.arange(y0, y1)[:, None] - upper_y[None, :]) / max(gap, 1.0)  # 0 at the upper lip
-        band = TEETH_ALPHA * np.clip(1.0 - (depth - TEETH_DEPTH) / TEETH_DEPTH, 0.0, 1.0)[..., None]
-        interior = band * teeth + (1.0 - band) * interior
     out = frame.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)
     blended = region * (1 - mask[..., None]) + interior * mask[..., None]
@@ -169,24 +256,40 @@ class MouthFilled:
         self.inner.prepare(sources)
         self._source = MouthSource.widest(sources)
 
-    def render(self, targets: np.ndarray) -> np.ndarray:
+    def render(self, targets: np.ndarray, profiles: np.ndarray | None = None) -> np.ndarray:
+        """`profiles` (B, PROFILE_ROWS): the driver's mouth interior per target (`read_interior`)."""
         frames = self.inner.render(targets)
         pts = np.asarray(targets, np.float32)
         if self._source is None:
             raise RuntimeError("render() before prepare()")
-        return np.stack([paint_interior(f, p, self._source) for f, p in zip(frames, pts, strict=True)])
+        looks = _each(profiles, len(pts))
+        return np.stack(
+            [paint_interior(f, p, self._source, q) for f, p, q in zip(frames, pts, looks, strict=True)]
+        )
 
     # Several portraits per forward pass (group.py), when the wrapped renderer has them (`groups`).
     def prepare_group(self, groups: Sequence[Sequence[SourceFace]]) -> None:
         self.inner.prepare_group(groups)
         self._group_sources = [MouthSource.widest(sources) for sources in groups]
 
-    def render_group(self, targets: np.ndarray) -> np.ndarray:
+    def render_group(self, targets: np.ndarray, profiles: np.ndarray | None = None) -> np.ndarray:
+        """(P, t, 68, 2) targets; `profiles` (t, PROFILE_ROWS), the same driver's for every portrait."""
         frames = self.inner.render_group(targets)
         pts = np.asarray(targets, np.float32)
+        looks = _each(profiles, pts.shape[1])
         return np.stack(
             [
-                [paint_interior(f, p, source) for f, p in zip(own, own_pts, strict=True)]
+                [paint_interior(f, p, source, q) for f, p, q in zip(own, own_pts, looks, strict=True)]
                 for own, own_pts, source in zip(frames, pts, self._group_sources, strict=True)
             ]
         )
+
+
+def _each(profiles: np.ndarray | None, n: int) -> Sequence[np.ndarray | None]:
+    """One profile (or None) per frame."""
+    if profiles is None:
+        return [None] * n
+    profiles = np.asarray(profiles, np.float32)
+    if profiles.shape != (n, PROFILE_ROWS):
+        raise ValueError(f"expected ({n}, {PROFILE_ROWS}) mouth profiles, got {profiles.shape}")
+    return list(profiles)

@@ -19,12 +19,18 @@ from .common import Judge, Series, mean_finite
 
 def subsample(driving: Motion, step: int, max_frames: int | None) -> Motion:
     """Every `step`-th frame, at most `max_frames`; frame 0 stays first, as relative motion needs it."""
-    points, found = driving.points[::step], driving.found[::step]
-    looks = None if driving.gaze is None else driving.gaze[::step]
-    if max_frames is not None:
-        points, found = points[:max_frames], found[:max_frames]
-        looks = None if looks is None else looks[:max_frames]
-    return replace(driving, points=points, found=found, fps=driving.fps / step, gaze=looks)
+
+    def every(track: np.ndarray | None) -> np.ndarray | None:
+        return None if track is None else track[::step][:max_frames]
+
+    return replace(
+        driving,
+        points=every(driving.points),
+        found=every(driving.found),
+        fps=driving.fps / step,
+        gaze=every(driving.gaze),
+        mouth=every(driving.mouth),
+    )
 
 
 def evaluate_pair(

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import face, gaze, metrics, motion, video
+from ..engines import StaticRenderer
+from ..engines.mouth import MouthFilled
 from ..errors import InputError
 from ..types import Crop, Landmarks, Motion, SourceFace
 from .common import Judge, RendererFactory, Series, Setup, mean_finite
@@ -94,7 +96,7 @@ def evaluate_clip(
             if i == span - 1:
                 for s in setups:
                     renderers[s], extras[s] = factory.prepared(s, [crops[j] for j in chosen[s]])
-                    leads[s] = Lead.of(crops[chosen[s][0]], driving, chosen[s][0], factory.gaze, s.engine)
+                    leads[s] = Lead.of(crops[chosen[s][0]], driving, chosen[s][0], factory.gaze, renderers[s])
                 crops.clear()
             continue
         if i >= driving.n_frames or (max_frames is not None and n_targets >= max_frames):
@@ -126,12 +128,18 @@ class Lead:
 
     own: np.ndarray | None  # (2,) the source crop's reading; None: gaze not followed
     changes: np.ndarray | None  # (T, 2) the clip's gaze, minus the source frame's
+    interiors: np.ndarray | None = None  # (T, R) the clip's mouth interiors, for a renderer that paints
 
     @classmethod
-    def of(cls, source: SourceFace, driving: Motion, index: int, follow: bool, engine: str) -> Lead:
-        if not follow or driving.gaze is None or engine == "static":  # static moves nothing
-            return cls(None, None)
-        return cls(gaze.read_gaze(source.face, source.points), driving.gaze - driving.gaze[index])
+    def of(cls, source: SourceFace, driving: Motion, index: int, follow: bool, renderer: object) -> Lead:
+        interiors = driving.mouth if isinstance(renderer, MouthFilled) else None
+        if not follow or driving.gaze is None or isinstance(renderer, StaticRenderer):  # it moves nothing
+            return cls(None, None, interiors)
+        return cls(gaze.read_gaze(source.face, source.points), driving.gaze - driving.gaze[index], interiors)
+
+    def mouths(self, frames: list[int]) -> dict[str, np.ndarray]:
+        """`render`'s mouth profiles for these clip frames, as `animate` paints them (none: {})."""
+        return {} if self.interiors is None else {"profiles": self.interiors[frames]}
 
     def follow(self, crops: np.ndarray, points: np.ndarray, frames: list[int]) -> np.ndarray:
         """The rendered crops of these clip frames with their irises moved (or as they are)."""
@@ -148,7 +156,7 @@ def _score(
     truth = judge.truth([real for real, _, _ in batch], points)
     real_opening.extend(float(metrics.mouth_opening(p)) for p in points)
     for setup, renderer in renderers.items():
-        outputs = leads[setup].follow(renderer.render(points), points, frames)
+        outputs = leads[setup].follow(renderer.render(points, **leads[setup].mouths(frames)), points, frames)
         for values in judge.full_reference(outputs, truth):
             series[setup].add(**values)
 

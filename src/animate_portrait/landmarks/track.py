@@ -10,8 +10,8 @@ NaN points. No smoothing here: motion.py smooths the whole track at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -30,7 +30,8 @@ class TrackResult:
     points: np.ndarray  # (T, 68, 2) float32, frame pixels; NaN where no face was found
     found: np.ndarray  # (T,) bool
     n_faces_max: int  # most faces seen in one (fully searched) frame; the largest one is followed
-    readings: np.ndarray | None = None  # (T, ...) what `read` said of each frame's face; NaN without one
+    # per reader: (T, ...) what it said of each frame's face, NaN without one; {} when nothing was read
+    readings: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def track(
@@ -38,12 +39,13 @@ def track(
     detector: LandmarkDetector,
     detect_every: int = 30,
     on_frame: Callable[[int], None] | None = None,
-    read: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    read: Mapping[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] | None = None,
 ) -> TrackResult:
     """Landmarks of the largest face in every frame; streams `frames`, keeping only the points, and what
-    `read(frame, points)` says of each found face (gaze.read_gaze: the irises), while the frame is here."""
+    each of `read`'s readers, `reader(frame, points)`, says of each found face (gaze.read_gaze: the irises),
+    while the frame is here."""
     points: list[np.ndarray] = []
-    readings: list[np.ndarray | None] = []
+    readings: dict[str, list[np.ndarray | None]] = {name: [] for name in read or {}}
     n_faces_max = 0
     prev: Landmarks | None = None
     since_search = 0
@@ -61,13 +63,16 @@ def track(
             since_search = 0
         prev = current
         points.append(current.points if current is not None else np.full((N_POINTS, 2), np.nan, np.float32))
-        if read is not None:
-            readings.append(read(frame, current.points) if current is not None else None)
+        for name, reader in (read or {}).items():
+            readings[name].append(reader(frame, current.points) if current is not None else None)
         if on_frame is not None:
             on_frame(i)
     pts = np.stack(points).astype(np.float32) if points else np.zeros((0, N_POINTS, 2), np.float32)
     found = ~np.isnan(pts).any(axis=(1, 2))
-    return TrackResult(points=pts, found=found, n_faces_max=n_faces_max, readings=_stacked(readings))
+    stacked = {name: _stacked(said) for name, said in readings.items()}
+    return TrackResult(
+        pts, found, n_faces_max, {name: said for name, said in stacked.items() if said is not None}
+    )
 
 
 def _stacked(readings: list[np.ndarray | None]) -> np.ndarray | None:
