@@ -124,7 +124,7 @@ def test_pipeline_moves_the_irises_only_where_asked(astronaut_png: Path, region:
     """Frames of the demo motion where its driver glances: with gaze, the astronaut's eyes change and
     the rest of the crop does not; without (--no-gaze, or a region without the eyes) nothing changes."""
     whole = motion.load_motion(demo_motion_path())
-    driving = replace(whole, points=whole.points[90:], found=whole.found[90:], gaze=whole.gaze[90:])
+    driving = whole.cut(slice(90, None))
     frames = {}
     for on in (True, False):
         pipeline = Pipeline(RenderConfig(engine="warp", crop_only=True, region=region, gaze=on))
@@ -162,7 +162,7 @@ def test_the_cli_follows_gaze_unless_told_not_to(
     from cli_helpers import run_cli
 
     whole = motion.load_motion(demo_motion_path())
-    glances = replace(whole, points=whole.points[60:], found=whole.found[60:], gaze=whole.gaze[60:])
+    glances = whole.cut(slice(60, None))
     driver = tmp_path / "glances.npz"
     motion.save_motion(glances, driver)
     frames = {}
@@ -177,19 +177,24 @@ def test_the_cli_follows_gaze_unless_told_not_to(
     assert moved.sum() >= 10 and not moved.all()  # the glances, and not the frames looking ahead
 
 
-def test_a_motion_file_without_gaze_is_named_and_still_animates(
+def test_a_motion_file_without_gaze_or_mouth_is_named_and_still_animates(
     tmp_path: Path, astronaut_png: Path, capsys, monkeypatch
 ):
     from cli_helpers import run_cli
 
     whole = motion.load_motion(demo_motion_path())
     older = tmp_path / "older.npz"  # as `motion` wrote it before gaze was read
-    motion.save_motion(replace(whole, points=whole.points[:12], found=whole.found[:12], gaze=None), older)
+    motion.save_motion(replace(whole.cut(slice(12)), gaze=None, mouth=None), older)
     out = tmp_path / "out.mp4"
     ran = run_cli([astronaut_png, "--driver", older, "-o", out, "--crop-only"], capsys, monkeypatch)
     assert ran.code == 0 and out.is_file()
     assert "older.npz: no gaze (made before gaze was read" in ran.err
+    assert "older.npz: no mouth reading (made before the mouth was read" in ran.err
     ran = run_cli(
         [astronaut_png, "--driver", older, "-o", out, "--overwrite", "--no-gaze"], capsys, monkeypatch
     )
     assert ran.code == 0 and "no gaze" not in ran.err
+    ran = run_cli(
+        [astronaut_png, "--driver", older, "-o", out, "--overwrite", "--no-mouth"], capsys, monkeypatch
+    )
+    assert ran.code == 0 and "no mouth reading" not in ran.err

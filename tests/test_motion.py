@@ -151,6 +151,30 @@ def test_motion_file_keeps_gaze_and_loads_files_without_it(tmp_path) -> None:
         motion.load_motion(bad)
 
 
+def test_motion_file_keeps_the_mouth_profiles_and_loads_files_without_them(tmp_path) -> None:
+    profiles = np.linspace(0.1, 1.2, 5 * 16, dtype=np.float32).reshape(5, 16)
+    profiles[2] = np.nan  # lips shut: nothing read there
+    path = tmp_path / "mouth.npz"
+    motion.save_motion(replace(make_motion(), mouth=profiles), path)
+    back = motion.load_motion(path).mouth
+    np.testing.assert_allclose(back, profiles, rtol=1e-3)  # stored as float16
+    assert np.isnan(back[2]).all()
+    older = tmp_path / "older.npz"  # as written before the mouth was read
+    motion.save_motion(make_motion(), older)
+    assert "mouth" not in np.load(older).files and motion.load_motion(older).mouth is None
+    cut = replace(make_motion(), mouth=profiles).cut(slice(1, None, 2))
+    np.testing.assert_array_equal(cut.points, make_motion().points[1::2])
+    np.testing.assert_array_equal(cut.mouth, profiles[1::2])
+    with pytest.raises(ValueError, match="mouth"):
+        replace(make_motion(), mouth=profiles[:3])  # a Motion cut without its mouth is a bug
+    bad = tmp_path / "bad_mouth.npz"
+    arrays = dict(np.load(path))
+    arrays["mouth"] = np.full((5, 16), np.inf, np.float16)
+    np.savez_compressed(bad, **arrays)
+    with pytest.raises(InputError, match=r"bad_mouth\.npz: motion mouth"):
+        motion.load_motion(bad)
+
+
 def test_motion_file_bad_inputs(tmp_path) -> None:
     with pytest.raises(InputError, match="not found"):
         motion.load_motion(tmp_path / "missing.npz")

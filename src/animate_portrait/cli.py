@@ -102,8 +102,9 @@ Mouth = Annotated[
     bool,
     typer.Option(
         "--mouth/--no-mouth",
-        help="Paint the mouth interior (dark, with upper teeth) where the lips part further than the "
-        "portrait's: a closed painted mouth has none to move.",
+        help="Paint the mouth interior where the lips part further than the portrait's, as the driver's "
+        "own mouth shows it (teeth, the dark between them; a motion file made before this: upper teeth): a "
+        "closed painted mouth has none to move.",
     ),
 ]
 Gaze = Annotated[

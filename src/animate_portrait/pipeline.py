@@ -18,7 +18,6 @@ import numpy as np
 from . import face, gaze, motion, video
 from .compare import DriverPanels, SideBySideWriter
 from .engines import Renderer, get_renderer
-from .engines.mouth import MouthFilled
 from .errors import InputError, NoFaceError
 from .landmarks import LandmarkDetector, get_detector
 from .landmarks.magnify import Magnified, is_small, scale_image
@@ -209,10 +208,16 @@ class Pipeline:
         n = self.config.max_frames or len(driving.points)
         return gaze.gaze_changes(driving.gaze[:n])
 
+    @property
+    def paints_mouth(self) -> bool:
+        """Whether the renderer paints the mouth's interior (engines/mouth.py): --mouth, on the engines that
+        move the face (as `get_renderer` wraps them)."""
+        return self.config.mouth and self.config.engine != "static"
+
     def mouth_profiles(self, driving: Motion) -> np.ndarray | None:
         """(T, R) what the driver's mouth shows when open (engines/mouth.py), for a renderer that paints the
         portrait's; None: it does not (--no-mouth, static), or the driver's mouth was never read."""
-        if not isinstance(self.renderer, MouthFilled) or driving.mouth is None:
+        if not self.paints_mouth or driving.mouth is None:
             return None
         return driving.mouth[: self.config.max_frames or len(driving.points)]
 

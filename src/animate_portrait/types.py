@@ -6,7 +6,7 @@ Images are always RGB uint8 arrays of shape (H, W, 3) unless a name says otherwi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +105,20 @@ class Motion:
     @property
     def n_frames(self) -> int:
         return int(self.points.shape[0])
+
+    def cut(self, frames: slice) -> Motion:
+        """These frames of every per-frame track (points, found, gaze, mouth); the rest as it is."""
+
+        def part(track: np.ndarray | None) -> np.ndarray | None:
+            return None if track is None else track[frames]
+
+        return replace(
+            self,
+            points=self.points[frames],
+            found=self.found[frames],
+            gaze=part(self.gaze),
+            mouth=part(self.mouth),
+        )
 
     @property
     def n_filled(self) -> int:

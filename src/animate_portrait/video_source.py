@@ -127,6 +127,7 @@ def render_frames(
     crops = face.crop_track(source.points[:used], config.size)
     held = cutaways(source.found[:used], max(1, round(source.fps * CUTAWAY_SECONDS)))
     renderer = pipeline.renderer
+    mouths = pipeline.mouth_profiles(driving)  # what the driver's mouth shows, painted into the dubbed one
     for t, (k, frame) in enumerate(zip(shown, _frames_at(path, shown), strict=True)):
         crop = crops[k]
         if held[k]:  # no face here to dub
@@ -134,7 +135,8 @@ def render_frames(
             continue
         own = SourceFace(path, frame, crop, face.extract(frame, crop), crop.to_crop(source.points[k]))
         renderer.prepare([own])  # this frame is the one source: its pixels, its pose
-        rendered = renderer.render(crop.to_crop(goals[t])[None])[0]
+        painted = {} if mouths is None else {"profiles": mouths[t : t + 1]}
+        rendered = renderer.render(crop.to_crop(goals[t])[None], **painted)[0]
         yield rendered if config.crop_only else face.paste_back(frame, rendered, crop)
 
 

@@ -21,6 +21,7 @@ band, dark below.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,6 +54,11 @@ CORNER_SHADE = 0.2
 # A profile value (lightness relative to the driver's skin) maps to the portrait's tones: at DARK or below
 # the dark interior, at TEETH or above its teeth, in between a blend (a tongue, teeth in shadow).
 DARK, TEETH = 0.3, 1.0
+# Teeth fade into the dark over this share of the gap next to each lip: where teeth meet lips, a real mouth
+# has a dark line (the lips' shadow, their inner side), and without it teeth painted up to the lips read as
+# lip to dlib, so an opening mouth measured as a shut one (cross-reenactment mouth r 0.876 -> 0.806 on
+# training drivers; 0.862 with it: docs/RESULTS.md, "What the mouth shows").
+RIM = 0.15
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -82,12 +88,13 @@ def _lip_colour(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.median(frame[xy[:, 1], xy[:, 0]].astype(np.float32), axis=0)
 
 
-def _skin_light(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """The face's light tone: 90th percentile of the colours between the eyes and the mouth (not the
-    whole crop, whose background, a sky or a landscape, would tint the teeth)."""
-    s = frame.shape[0]
-    x0, y0 = np.clip(np.floor(points[36:55].min(0)).astype(int), 0, s - 1)
-    x1, y1 = np.clip(np.ceil(points[36:55].max(0)).astype(int), 1, s)
+def _skin_light(frame: np.ndarray, points: np.ndarray, around: slice = slice(36, 55)) -> np.ndarray:
+    """The face's light tone: 90th percentile of the colours in the box `around` these points, by default
+    from the eyes to the mouth's corners (not the whole crop, whose background, a sky or a landscape,
+    would tint the teeth)."""
+    size = np.array(frame.shape[1::-1])  # (w, h): a driver's frame need not be square
+    x0, y0 = np.clip(np.floor(points[around].min(0)).astype(int), 0, size - 1)
+    x1, y1 = np.clip(np.ceil(points[around].max(0)).astype(int), 1, size)
     patch = frame[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].reshape(-1, 3).astype(np.float32)
     return np.percentile(patch, 90, axis=0)
 
@@ -112,9 +119,12 @@ def read_interior(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
         return np.full(PROFILE_ROWS, np.nan, np.float32)
     v = (np.arange(PROFILE_ROWS) + 0.5) / PROFILE_ROWS
     grid = _between_lips(points, np.linspace(*READ_SPAN, 2 * PROFILE_ROWS), v)
-    luma = frame.astype(np.float32) @ LUMA
-    values = map_coordinates(luma, [grid[..., 1], grid[..., 0]], order=1, mode="nearest")
-    light = max(float(_skin_light(frame, points) @ LUMA), 1.0)
+    # only the mouth's box is converted: a driver's frame may be 4K
+    x0, y0 = np.clip(np.floor(grid.reshape(-1, 2).min(0)).astype(int) - 1, 0, None)
+    luma = frame[y0 : int(np.ceil(grid[..., 1].max())) + 2, x0 : int(np.ceil(grid[..., 0].max())) + 2] @ LUMA
+    values = map_coordinates(luma, [grid[..., 1] - y0, grid[..., 0] - x0], order=1, mode="nearest")
+    # the skin from the eyes to the nose's base: no teeth in it, however wide the mouth opens
+    light = max(float(_skin_light(frame, points, slice(27, 48)) @ LUMA), 1.0)
     return (np.median(values, axis=1) / light).astype(np.float32)
 
 
@@ -126,7 +136,8 @@ def interior_track(readings: np.ndarray) -> np.ndarray:
         return readings
     padded = np.concatenate([readings[:1], readings, readings[-1:]])
     stacked = np.stack([padded[:-2], padded[1:-1], padded[2:]])
-    with np.errstate(all="ignore"):  # a window of NaNs stays NaN
+    with warnings.catch_warnings():  # a window of NaNs stays NaN, and says so
+        warnings.simplefilter("ignore", RuntimeWarning)
         smooth = np.nanmedian(stacked, axis=0)
     return np.where(np.isnan(readings).all(-1, keepdims=True), np.nan, smooth).astype(np.float32)
 
@@ -195,7 +206,8 @@ def _painted(
     light = np.interp(v, rows, profile)
     u = np.clip((xs - inner[0, 0]) / max(float(inner[4, 0] - inner[0, 0]), 1.0), 0.0, 1.0)
     corners = np.clip(np.minimum(u, 1.0 - u) / CORNER_SHADE, 0.0, 1.0) ** 0.5  # teeth recede into shadow
-    teeth_share = np.clip((light - DARK) / (TEETH - DARK), 0.0, 1.0) * corners
+    rim = np.clip(np.minimum(v, 1.0 - v) / RIM, 0.0, 1.0)  # the lips' shadow on the teeth
+    teeth_share = np.clip((light - DARK) / (TEETH - DARK), 0.0, 1.0) * corners * rim
     dark = _lip_colour(frame, target) * SHADE
     # teeth take the portrait's own light tones (ivory on a photo, yellowed on a varnished painting)
     teeth = 0.92 * (
@@ -224,12 +236,16 @@ def paint_interior(
     width = float(np.linalg.norm(target[64] - target[60]))
     blur = max(0.5, gap * 0.08)
     mask = _mouth_mask(target, box, blur) * alpha
-    if profile is None or not np.isfinite(profile).all():
-        # no reading: teeth once the gap is wide enough to show them
-        profile = default_profile() if gap > TEETH_FROM * width else np.full(PROFILE_ROWS, DARK, np.float32)
+    shows_own = source.gap >= OWN_INTERIOR_PX
+    if shows_own or ((profile is None or not np.isfinite(profile).all()) and gap <= TEETH_FROM * width):
+        # the dark alone: under a portrait's own teeth (the driver's upper teeth would be a second row, and
+        # its lower teeth, drawn below someone else's, grey bands), or a gap too narrow to show teeth
+        profile = np.full(PROFILE_ROWS, DARK, np.float32)
+    elif profile is None or not np.isfinite(profile).all():
+        profile = default_profile()  # no reading of the driver's: upper teeth
     interior = _painted(frame, target, box, np.asarray(profile, np.float32))
-    if source.gap >= OWN_INTERIOR_PX:
-        # the portrait shows its own interior (teeth): keep it under the upper lip, painted below it
+    if shows_own:
+        # the portrait shows its own interior (teeth): keep it under the upper lip, dark below it
         own, own_mask = _own_interior(source, target, box, blur)
         interior = own_mask[..., None] * own + (1.0 - own_mask[..., None]) * interior
     out = frame.copy()

@@ -20,17 +20,8 @@ from .common import Judge, Series, mean_finite
 def subsample(driving: Motion, step: int, max_frames: int | None) -> Motion:
     """Every `step`-th frame, at most `max_frames`; frame 0 stays first, as relative motion needs it."""
 
-    def every(track: np.ndarray | None) -> np.ndarray | None:
-        return None if track is None else track[::step][:max_frames]
-
-    return replace(
-        driving,
-        points=every(driving.points),
-        found=every(driving.found),
-        fps=driving.fps / step,
-        gaze=every(driving.gaze),
-        mouth=every(driving.mouth),
-    )
+    end = None if max_frames is None else max_frames * step
+    return replace(driving.cut(slice(0, end, step)), fps=driving.fps / step)
 
 
 def evaluate_pair(
