@@ -12,6 +12,7 @@ from animate_portrait import motion
 from animate_portrait.engines import get_renderer
 from animate_portrait.engines.mouth import (
     INNER,
+    PROFILE,
     PROFILE_ROWS,
     MouthFilled,
     MouthSource,
@@ -117,10 +118,18 @@ def _mouth_drawn(size: int, opening: float, upper: tuple, lower: tuple) -> tuple
 
 def test_read_interior_finds_teeth_above_a_dark_gap() -> None:
     frame, points = _mouth_drawn(128, 0.3, (245, 245, 240), (25, 15, 15))
-    profile = read_interior(frame, points)
-    assert profile.shape == (PROFILE_ROWS,)
-    assert profile[2:6].min() > 1.2  # teeth: lighter than the skin's light tone
-    assert profile[-6:-2].max() < 0.3  # the dark below them
+    light, white = read_interior(frame, points)
+    assert light.shape == white.shape == (PROFILE_ROWS,)
+    assert light[2:6].min() > 1.2 and white[2:6].min() > 0.9  # teeth: lighter than the skin, and white
+    assert light[-6:-2].max() < 0.3  # the dark below them
+
+
+def test_read_interior_tells_a_tongue_from_teeth_by_its_colour() -> None:
+    """As light as the skin, but redder than it: a tongue (whiteness 0), where white is teeth."""
+    tongue, _ = _mouth_drawn(128, 0.3, (200, 90, 90), (200, 90, 90))
+    teeth, points = _mouth_drawn(128, 0.3, (175, 175, 170), (175, 175, 170))
+    assert read_interior(tongue, points)[1].max() < 0.1
+    assert read_interior(teeth, points)[1].min() > 0.9
 
 
 def test_read_interior_of_a_closed_mouth_is_nan() -> None:
@@ -129,7 +138,7 @@ def test_read_interior_of_a_closed_mouth_is_nan() -> None:
 
 
 def test_interior_track_drops_a_one_frame_misreading_and_keeps_unread_frames() -> None:
-    readings = np.full((9, PROFILE_ROWS), 0.3, np.float32)
+    readings = np.full((9, *PROFILE), 0.3, np.float32)
     readings[4] = 1.0  # one frame misread as all teeth
     readings[7] = np.nan  # lips shut
     track = interior_track(readings)
@@ -143,7 +152,8 @@ def test_paint_follows_the_drivers_profile_with_dark_at_the_lips() -> None:
     size = 128
     target = face_points(size, 0.35)
     frame = _skin(size)
-    lower_teeth = np.where(np.arange(PROFILE_ROWS) >= PROFILE_ROWS // 2, 1.2, 0.1).astype(np.float32)
+    light = np.where(np.arange(PROFILE_ROWS) >= PROFILE_ROWS // 2, 1.2, 0.1)
+    lower_teeth = np.stack([light, np.ones(PROFILE_ROWS)]).astype(np.float32)
     out = paint_interior(frame, target, _closed_source(size), lower_teeth).astype(float).mean(-1)
     cx = int(round(target[60:68, 0].mean()))
     column = out[int(np.ceil(target[62, 1])) : int(np.floor(target[66, 1])) + 1, cx]
@@ -166,9 +176,9 @@ def test_mouth_profiles_must_match_the_targets() -> None:
     filled = MouthFilled(get_renderer("static", 64, "cpu"))
     filled.prepare([_closed_face(64)])
     targets = face_points(64, 0.3)[None].repeat(2, 0)
-    assert filled.render(targets, np.full((2, PROFILE_ROWS), 0.5, np.float32)).shape == (2, 64, 64, 3)
+    assert filled.render(targets, np.full((2, *PROFILE), 0.5, np.float32)).shape == (2, 64, 64, 3)
     with pytest.raises(ValueError, match="mouth profiles"):
-        filled.render(targets, np.full((3, PROFILE_ROWS), 0.5, np.float32))
+        filled.render(targets, np.full((3, *PROFILE), 0.5, np.float32))
 
 
 def test_a_real_driver_showing_teeth(shared_data) -> None:
@@ -177,10 +187,11 @@ def test_a_real_driver_showing_teeth(shared_data) -> None:
 
     clip = shared_data / "clips" / "train" / "KwaiVGI__LivePortrait__d0.mp4"
     profiles = motion.analyse_driver(clip, get_detector("dlib"), max_frames=64).mouth
-    assert profiles is not None and profiles.shape == (64, PROFILE_ROWS)
+    assert profiles is not None and profiles.shape == (64, *PROFILE)
     assert np.isnan(profiles[:5]).all()
     grin = profiles[20:61:10]
-    assert (np.median(grin[:, 2:10], axis=1) > 0.85).all()  # teeth, about as light as the skin
+    assert (grin[:, 0, 6:10].min(axis=1) > 0.9).all()  # teeth, about as light as the skin
+    assert (grin[:, 1, 6:10].min(axis=1) > 0.9).all()  # and white
 
 
 @pytest.mark.parametrize(
@@ -216,8 +227,8 @@ def test_the_drivers_mouth_changes_only_the_portraits_mouth() -> None:
     filled = MouthFilled(get_renderer("warp", size, "cpu", mouth=False))
     filled.prepare([_closed_face(size)])
     targets = face_points(size, 0.3)[None]
-    teeth = filled.render(targets, np.full((1, PROFILE_ROWS), 1.1, np.float32)).astype(int)
-    dark = filled.render(targets, np.full((1, PROFILE_ROWS), 0.1, np.float32)).astype(int)
+    teeth = filled.render(targets, np.full((1, *PROFILE), 1.1, np.float32)).astype(int)
+    dark = filled.render(targets, np.full((1, *PROFILE), 0.1, np.float32)).astype(int)
     differs = np.abs(teeth - dark).max(-1)[0] > 2
     ys, xs = np.nonzero(differs)
     inner = targets[0, 60:68]

@@ -152,7 +152,7 @@ def test_motion_file_keeps_gaze_and_loads_files_without_it(tmp_path) -> None:
 
 
 def test_motion_file_keeps_the_mouth_profiles_and_loads_files_without_them(tmp_path) -> None:
-    profiles = np.linspace(0.1, 1.2, 5 * 16, dtype=np.float32).reshape(5, 16)
+    profiles = np.linspace(0.1, 1.2, 5 * 2 * 16, dtype=np.float32).reshape(5, 2, 16)
     profiles[2] = np.nan  # lips shut: nothing read there
     path = tmp_path / "mouth.npz"
     motion.save_motion(replace(make_motion(), mouth=profiles), path)
@@ -169,7 +169,7 @@ def test_motion_file_keeps_the_mouth_profiles_and_loads_files_without_them(tmp_p
         replace(make_motion(), mouth=profiles[:3])  # a Motion cut without its mouth is a bug
     bad = tmp_path / "bad_mouth.npz"
     arrays = dict(np.load(path))
-    arrays["mouth"] = np.full((5, 16), np.inf, np.float16)
+    arrays["mouth"] = np.full((5, 2, 16), np.inf, np.float16)
     np.savez_compressed(bad, **arrays)
     with pytest.raises(InputError, match=r"bad_mouth\.npz: motion mouth"):
         motion.load_motion(bad)

@@ -204,9 +204,9 @@ def load_motion(path: Path) -> Motion:
             path, f"motion gaze has shape {gaze.shape} or bad values, expected ({len(points)}, 2)"
         )
     mouth = arrays.get("mouth")
-    if mouth is not None and (mouth.ndim != 2 or len(mouth) != len(points) or np.isinf(mouth).any()):
+    if mouth is not None and (mouth.ndim != 3 or len(mouth) != len(points) or np.isinf(mouth).any()):
         raise InputError(
-            path, f"motion mouth has shape {mouth.shape} or bad values, expected ({len(points)}, N)"
+            path, f"motion mouth has shape {mouth.shape} or bad values, expected ({len(points)}, 2, R)"
         )
     return Motion(
         points=points.astype(np.float32),

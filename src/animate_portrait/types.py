@@ -93,14 +93,14 @@ class Motion:
     has_audio: bool = False
     n_faces_max: int = 1  # most faces seen in one frame; the largest was followed
     gaze: np.ndarray | None = None  # (T, 2) the irises' offset in eye widths (gaze.py); None: not read
-    # (T, R) how light the mouth's opening is, top to bottom (engines/mouth.py); NaN rows: not read there
+    # (T, 2, R) how light and how white the mouth's opening is, top to bottom (engines/mouth.py); NaN: unread
     mouth: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.gaze is not None and np.shape(self.gaze) != (len(self.points), 2):
             raise ValueError(f"gaze has shape {np.shape(self.gaze)}, expected ({len(self.points)}, 2)")
-        if self.mouth is not None and (np.ndim(self.mouth) != 2 or len(self.mouth) != len(self.points)):
-            raise ValueError(f"mouth has shape {np.shape(self.mouth)}, expected ({len(self.points)}, N)")
+        if self.mouth is not None and (np.ndim(self.mouth) != 3 or len(self.mouth) != len(self.points)):
+            raise ValueError(f"mouth has shape {np.shape(self.mouth)}, expected ({len(self.points)}, 2, R)")
 
     @property
     def n_frames(self) -> int:

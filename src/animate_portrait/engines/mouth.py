@@ -4,19 +4,18 @@ A warp (the TPS engine, and the neural engine's flow) can only move the portrait
 painted mouth has no interior to move, so lips pulled apart show stretched lip and skin: neither a
 viewer nor a landmark detector sees an open mouth (on a Mona Lisa driven by a talking clip, dlib found
 the output's mouth opening at 0.005 where the target asked for 0.10). Until the generator draws the
-interior itself, this stage paints it, as 2-D face animators do: the inner-lip polygon (points 60–67)
-is filled with a dark shade of the portrait's own lip colour, with an upper-teeth band once the gap is
-wide enough, and blended in by how much further the lips part than in the source. A portrait whose
-mouth is already open (a smile with teeth) keeps its own interior: moved with the upper lip, as upper
-teeth are, with the dark opening below it.
+interior itself, this stage paints it, as 2-D face animators do, inside the inner-lip polygon (points
+60–67), blended in by how much further the lips part than in the source.
 
-What the opening shows comes from the driver when its video was read (`read_interior`): how light its
-own mouth is from the upper inner lip down to the lower one (teeth, the dark gap between them, a
-tongue), as a profile of 16 numbers a frame, relative to the driver's skin (Averbuch-Elor et al. 2017,
-"Bringing portraits to life", take the driver's mouth interior too). The portrait's opening is painted
-with that profile in its own tones, so a grin shows two rows of teeth and a shout a dark cavity. A driver
-read before this, or a frame whose mouth is too narrow to read, gets the default profile: an upper-teeth
-band, dark below.
+What the opening shows is the driver's (Averbuch-Elor et al. 2017, "Bringing portraits to life", take the
+driver's mouth interior too): while the driver is tracked, `read_interior` reads its own opening row by
+row from the upper inner lip down to the lower one, how light it is against its skin and how white
+(teeth) or coloured (a tongue) it is. The portrait's opening is painted with that profile in its own
+tones (teeth tinted by its skin, the dark and the tongue by its lip colour), so a grin shows two rows of
+teeth and a shout a dark cavity. Without a reading (a motion file made before this, a frame whose lips
+were too close to read) the default profile is an upper-teeth band over the dark. A portrait whose mouth
+is already open (a smile with teeth) keeps its own interior instead: moved with the upper lip, as upper
+teeth are, with the dark opening below it.
 """
 
 from __future__ import annotations
@@ -46,14 +45,21 @@ SHADE = 0.22  # interior = lip colour × SHADE (keeps the hue: warm on a paintin
 TEETH_ALPHA, TEETH_DEPTH, TEETH_SKIN = 0.55, 0.15, 0.7
 # The driver's interior profile: rows from the upper inner lip (0) to the lower one, read over the middle
 # of the mouth (its corners are in shadow, and painted so: CORNER_SHADE, the share of the width from each
-# corner over which teeth fade into the dark).
+# corner over which teeth fade into the dark). Two values a row: how light (against the skin's light tone)
+# and how white (1: teeth, 0: as coloured as the skin or more, a tongue or lip; a tongue is about as light
+# as teeth, and told from them by its colour).
 PROFILE_ROWS = 16
+PROFILE = (2, PROFILE_ROWS)
 READ_SPAN = (0.15, 0.85)
 MIN_READ_GAP = 0.04  # a gap narrower than this share of the mouth's width (or 2 px) is not read
 CORNER_SHADE = 0.2
-# A profile value (lightness relative to the driver's skin) maps to the portrait's tones: at DARK or below
-# the dark interior, at TEETH or above its teeth, in between a blend (a tongue, teeth in shadow).
+# A row's lightness maps to the portrait's tones: at DARK or below the dark interior, at TEETH or above its
+# teeth (white rows) or tongue (coloured rows: its lip colour × TONGUE), in between a blend.
 DARK, TEETH = 0.3, 1.0
+TONGUE = 0.75
+# Whiteness of a pixel: (WHITE_SAT - its saturation / the skin's) / SAT_SPAN + (its lightness - WHITE_LIGHT)
+# / LIGHT_SPAN, within [0, 1]: 1 for teeth, 0 for a tongue (read_interior)
+WHITE_SAT, SAT_SPAN, WHITE_LIGHT, LIGHT_SPAN = 1.05, 0.3, 0.8, 0.4
 # Teeth fade into the dark over this share of the gap next to each lip: where teeth meet lips, a real mouth
 # has a dark line (the lips' shadow, their inner side), and without it teeth painted up to the lips read as
 # lip to dlib, so an opening mouth measured as a shut one (cross-reenactment mouth r 0.876 -> 0.806 on
@@ -109,27 +115,41 @@ def _between_lips(points: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarra
     return up[None] * (1.0 - v[:, None, None]) + low[None] * v[:, None, None]
 
 
+def _saturation(rgb: np.ndarray) -> np.ndarray:
+    """HSV saturation, 0 for grey, white or black, 1 for a pure colour."""
+    rgb = np.asarray(rgb, np.float32)
+    return 1.0 - rgb.min(-1) / np.maximum(rgb.max(-1), 1.0)
+
+
 def read_interior(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(PROFILE_ROWS,) how light the mouth's opening is from the upper inner lip down to the lower one,
-    relative to the face's light tone: about 1 on teeth, under 0.3 in the cavity. NaN where the lips are
-    too close to read between."""
+    """(2, PROFILE_ROWS) the mouth's opening from the upper inner lip down to the lower one: how light,
+    relative to the face's light tone (about 1 on teeth and tongue, under 0.3 in the cavity), and how white
+    (1: teeth, 0: a tongue). NaN where the lips are too close to read between."""
     points = np.asarray(points, np.float32)
     width = float(np.linalg.norm(points[64] - points[60]))
     if inner_gap(points) < max(MIN_READ_GAP * width, 2.0):
-        return np.full(PROFILE_ROWS, np.nan, np.float32)
+        return np.full(PROFILE, np.nan, np.float32)
     v = (np.arange(PROFILE_ROWS) + 0.5) / PROFILE_ROWS
     grid = _between_lips(points, np.linspace(*READ_SPAN, 2 * PROFILE_ROWS), v)
-    # only the mouth's box is converted: a driver's frame may be 4K
+    # only the mouth's box is read: a driver's frame may be 4K
     x0, y0 = np.clip(np.floor(grid.reshape(-1, 2).min(0)).astype(int) - 1, 0, None)
-    luma = frame[y0 : int(np.ceil(grid[..., 1].max())) + 2, x0 : int(np.ceil(grid[..., 0].max())) + 2] @ LUMA
-    values = map_coordinates(luma, [grid[..., 1] - y0, grid[..., 0] - x0], order=1, mode="nearest")
+    box = frame[y0 : int(np.ceil(grid[..., 1].max())) + 2, x0 : int(np.ceil(grid[..., 0].max())) + 2]
+    at = [grid[..., 1] - y0, grid[..., 0] - x0]
+    luma = map_coordinates(box @ LUMA, at, order=1, mode="nearest")
+    saturation = map_coordinates(_saturation(box), at, order=1, mode="nearest")
     # the skin from the eyes to the nose's base: no teeth in it, however wide the mouth opens
-    light = max(float(_skin_light(frame, points, slice(27, 48)) @ LUMA), 1.0)
-    return (np.median(values, axis=1) / light).astype(np.float32)
+    skin = _skin_light(frame, points, slice(27, 48))
+    light = luma / max(float(skin @ LUMA), 1.0)
+    skin_saturation = float(_saturation(skin))
+    # teeth are less saturated than the skin (0.5-0.9 of it on the training clips), a tongue about as much
+    # (0.95-1.15), and teeth mostly lighter; a grey video has only the lightness to go by
+    paler = (WHITE_SAT - saturation / skin_saturation) / SAT_SPAN if skin_saturation >= 0.05 else 0.5
+    whiteness = np.clip(paler + (light - WHITE_LIGHT) / LIGHT_SPAN, 0.0, 1.0)
+    return np.stack([np.median(light, axis=1), np.median(whiteness, axis=1)]).astype(np.float32)
 
 
 def interior_track(readings: np.ndarray) -> np.ndarray:
-    """(T, PROFILE_ROWS) profiles per frame → the same with a 3-frame median over time (a misread frame
+    """(T, 2, PROFILE_ROWS) profiles per frame → the same with a 3-frame median over time (a misread frame
     goes, a word's opening stays); frames not read stay NaN."""
     readings = np.asarray(readings, np.float32)
     if len(readings) < 3:
@@ -139,14 +159,16 @@ def interior_track(readings: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():  # a window of NaNs stays NaN, and says so
         warnings.simplefilter("ignore", RuntimeWarning)
         smooth = np.nanmedian(stacked, axis=0)
-    return np.where(np.isnan(readings).all(-1, keepdims=True), np.nan, smooth).astype(np.float32)
+    unread = np.isnan(readings).all(axis=(1, 2), keepdims=True)
+    return np.where(unread, np.nan, smooth).astype(np.float32)
 
 
-def default_profile() -> np.ndarray:
-    """The interior painted without a reading of the driver's: an upper-teeth band, dark below."""
+def default_profile(teeth: bool = True) -> np.ndarray:
+    """The interior painted without a reading of the driver's: an upper-teeth band, dark below (or only the
+    dark)."""
     v = (np.arange(PROFILE_ROWS) + 0.5) / PROFILE_ROWS
-    band = TEETH_ALPHA * np.clip(1.0 - (v - TEETH_DEPTH) / TEETH_DEPTH, 0.0, 1.0)
-    return (DARK + band * (TEETH - DARK)).astype(np.float32)
+    band = TEETH_ALPHA * np.clip(1.0 - (v - TEETH_DEPTH) / TEETH_DEPTH, 0.0, 1.0) * teeth
+    return np.stack([DARK + band * (TEETH - DARK), np.ones(PROFILE_ROWS)]).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -203,17 +225,19 @@ def _painted(
     ys = np.arange(y0, y1, dtype=np.float32)[:, None]
     v = np.clip((ys - upper_y) / np.maximum(lower_y - upper_y, 1.0), 0.0, 1.0)
     rows = (np.arange(PROFILE_ROWS) + 0.5) / PROFILE_ROWS
-    light = np.interp(v, rows, profile)
+    light, white = np.interp(v, rows, profile[0]), np.interp(v, rows, profile[1])
+    rim = np.clip(np.minimum(v, 1.0 - v) / RIM, 0.0, 1.0)  # the lips' shadow on what is inside
+    lit = np.clip((light - DARK) / (TEETH - DARK), 0.0, 1.0) * rim
     u = np.clip((xs - inner[0, 0]) / max(float(inner[4, 0] - inner[0, 0]), 1.0), 0.0, 1.0)
     corners = np.clip(np.minimum(u, 1.0 - u) / CORNER_SHADE, 0.0, 1.0) ** 0.5  # teeth recede into shadow
-    rim = np.clip(np.minimum(v, 1.0 - v) / RIM, 0.0, 1.0)  # the lips' shadow on the teeth
-    teeth_share = np.clip((light - DARK) / (TEETH - DARK), 0.0, 1.0) * corners * rim
-    dark = _lip_colour(frame, target) * SHADE
+    lip = _lip_colour(frame, target)
+    dark, tongue = lip * SHADE, lip * TONGUE
     # teeth take the portrait's own light tones (ivory on a photo, yellowed on a varnished painting)
     teeth = 0.92 * (
         TEETH_SKIN * _skin_light(frame, target) + (1 - TEETH_SKIN) * np.array([250.0, 245.0, 235.0])
     )
-    return dark + teeth_share[..., None] * (teeth - dark)
+    inside = dark + (lit * (1.0 - white))[..., None] * (tongue - dark)
+    return inside + (lit * white * corners)[..., None] * (teeth - inside)
 
 
 def paint_interior(
@@ -237,12 +261,13 @@ def paint_interior(
     blur = max(0.5, gap * 0.08)
     mask = _mouth_mask(target, box, blur) * alpha
     shows_own = source.gap >= OWN_INTERIOR_PX
-    if shows_own or ((profile is None or not np.isfinite(profile).all()) and gap <= TEETH_FROM * width):
+    unread = profile is None or not np.isfinite(profile).all()
+    if shows_own or (unread and gap <= TEETH_FROM * width):
         # the dark alone: under a portrait's own teeth (the driver's upper teeth would be a second row, and
         # its lower teeth, drawn below someone else's, grey bands), or a gap too narrow to show teeth
-        profile = np.full(PROFILE_ROWS, DARK, np.float32)
-    elif profile is None or not np.isfinite(profile).all():
-        profile = default_profile()  # no reading of the driver's: upper teeth
+        profile = default_profile(teeth=False)
+    elif unread:
+        profile = default_profile()
     interior = _painted(frame, target, box, np.asarray(profile, np.float32))
     if shows_own:
         # the portrait shows its own interior (teeth): keep it under the upper lip, dark below it
@@ -273,14 +298,14 @@ class MouthFilled:
         self._source = MouthSource.widest(sources)
 
     def render(self, targets: np.ndarray, profiles: np.ndarray | None = None) -> np.ndarray:
-        """`profiles` (B, PROFILE_ROWS): the driver's mouth interior per target (`read_interior`)."""
+        """`profiles` (B, 2, PROFILE_ROWS): the driver's mouth interior per target (`read_interior`)."""
         frames = self.inner.render(targets)
         pts = np.asarray(targets, np.float32)
         if self._source is None:
             raise RuntimeError("render() before prepare()")
-        looks = _each(profiles, len(pts))
+        lit = _each(profiles, len(pts))
         return np.stack(
-            [paint_interior(f, p, self._source, q) for f, p, q in zip(frames, pts, looks, strict=True)]
+            [paint_interior(f, p, self._source, q) for f, p, q in zip(frames, pts, lit, strict=True)]
         )
 
     # Several portraits per forward pass (group.py), when the wrapped renderer has them (`groups`).
@@ -289,13 +314,13 @@ class MouthFilled:
         self._group_sources = [MouthSource.widest(sources) for sources in groups]
 
     def render_group(self, targets: np.ndarray, profiles: np.ndarray | None = None) -> np.ndarray:
-        """(P, t, 68, 2) targets; `profiles` (t, PROFILE_ROWS), the same driver's for every portrait."""
+        """(P, t, 68, 2) targets; `profiles` (t, 2, PROFILE_ROWS), the same driver's for every portrait."""
         frames = self.inner.render_group(targets)
         pts = np.asarray(targets, np.float32)
-        looks = _each(profiles, pts.shape[1])
+        lit = _each(profiles, pts.shape[1])
         return np.stack(
             [
-                [paint_interior(f, p, source, q) for f, p, q in zip(own, own_pts, looks, strict=True)]
+                [paint_interior(f, p, source, q) for f, p, q in zip(own, own_pts, lit, strict=True)]
                 for own, own_pts, source in zip(frames, pts, self._group_sources, strict=True)
             ]
         )
@@ -306,6 +331,6 @@ def _each(profiles: np.ndarray | None, n: int) -> Sequence[np.ndarray | None]:
     if profiles is None:
         return [None] * n
     profiles = np.asarray(profiles, np.float32)
-    if profiles.shape != (n, PROFILE_ROWS):
-        raise ValueError(f"expected ({n}, {PROFILE_ROWS}) mouth profiles, got {profiles.shape}")
+    if profiles.shape != (n, *PROFILE):
+        raise ValueError(f"expected {(n, *PROFILE)} mouth profiles, got {profiles.shape}")
     return list(profiles)
