@@ -293,6 +293,7 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_partial_file(
         points=np.tile(short.points, (200, 1, 1)),
         found=np.tile(short.found, 200),
         gaze=None if short.gaze is None else np.tile(short.gaze, (200, 1)),
+        mouth=None if short.mouth is None else np.tile(short.mouth, (200, 1, 1)),
         has_audio=False,
     )
     long_file = tmp_path / "long.npz"

@@ -158,6 +158,7 @@ def test_unknown_output_format(tmp_path, name, driver: Driver, astronaut_png: Pa
         ["--expression-scale", "-1"],
         ["--faces", "some"],
         ["--absolute", "--region", "lips"],
+        ["--mouth-interior", "teeth"],
     ],
 )
 def test_bad_motion_options_are_usage_errors(

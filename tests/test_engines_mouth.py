@@ -195,13 +195,20 @@ def test_a_real_driver_showing_teeth(shared_data) -> None:
 
 
 @pytest.mark.parametrize(
-    "engine, mouth, painted", [("warp", True, True), ("warp", False, False), ("static", True, False)]
+    "engine, mouth, interior, painted",
+    [
+        ("warp", True, "driver", True),
+        ("warp", True, "painted", False),
+        ("warp", False, "driver", False),
+        ("static", True, "driver", False),
+    ],
 )
 def test_the_pipeline_hands_the_drivers_mouth_to_the_renderer(
-    astronaut_png: Path, engine: str, mouth: bool, painted: bool
+    astronaut_png: Path, engine: str, mouth: bool, interior: str, painted: bool
 ) -> None:
     """Each chunk of targets comes with the driver's mouth profiles for its frames, where the mouth is
-    painted (--mouth, an engine that moves the face), and a motion file without them gives None."""
+    painted with them (--mouth-interior driver, an engine that moves the face), and a motion file without
+    them gives None."""
     from dataclasses import replace
 
     from animate_portrait.assets import demo_motion_path
@@ -209,7 +216,8 @@ def test_the_pipeline_hands_the_drivers_mouth_to_the_renderer(
     from animate_portrait.types import RenderConfig
 
     driving = motion.load_motion(demo_motion_path()).cut(slice(0, 20))
-    pipeline = Pipeline(RenderConfig(engine=engine, crop_only=True, mouth=mouth, gaze=False))
+    config = RenderConfig(engine=engine, crop_only=True, mouth=mouth, mouth_interior=interior, gaze=False)
+    pipeline = Pipeline(config)
     lead = pipeline.load_source(astronaut_png)
     chunks = list(pipeline.moves([lead], driving))
     assert sum(c.targets.shape[1] for c in chunks) == 20

@@ -206,3 +206,24 @@ def test_the_mouth_painter_is_evaluated_as_animate_uses_it_unless_no_mouth() -> 
 
     assert isinstance(RendererFactory(128, "cpu").make(Setup("warp")), MouthFilled)
     assert isinstance(RendererFactory(128, "cpu", mouth=False).make(Setup("warp")), WarpRenderer)
+
+
+@pytest.mark.parametrize("interior, given", [("painted", False), ("driver", True)])
+def test_self_reenactment_paints_the_clips_own_mouth_only_with_mouth_interior_driver(interior, given) -> None:
+    from dataclasses import replace
+
+    from animate_portrait import motion
+    from animate_portrait.assets import demo_motion_path
+    from animate_portrait.evaluation.common import RendererFactory
+    from animate_portrait.evaluation.self_reenactment import Lead
+
+    driving = motion.load_motion(demo_motion_path())
+    factory = RendererFactory(128, "cpu", mouth_interior=interior, gaze=False)
+    renderer = factory.make(Setup("warp"))
+    lead = Lead.of(None, driving, 0, factory, renderer)
+    frames = [3, 40, 41]
+    mouths = lead.mouths(frames)
+    assert bool(mouths) == given
+    if given:
+        np.testing.assert_array_equal(mouths["profiles"], driving.mouth[frames])
+    assert Lead.of(None, replace(driving, mouth=None), 0, factory, renderer).mouths(frames) == {}

@@ -185,6 +185,7 @@ def test_a_worker_killed_mid_portrait_is_retried_and_leaves_no_temp_file(
         points=np.tile(short.points, (2, 1, 1)),
         found=np.tile(short.found, 2),
         gaze=None if short.gaze is None else np.tile(short.gaze, (2, 1)),
+        mouth=None if short.mouth is None else np.tile(short.mouth, (2, 1, 1)),
         has_audio=False,
     )
     long_file = tmp_path / "long.npz"

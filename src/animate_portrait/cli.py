@@ -16,7 +16,7 @@ import typer
 from . import __version__
 from .console import EXIT_INPUT, Reporter, raise_on_sigterm, stopped
 from .errors import InputError
-from .types import MAX_TRAVEL, OUTPUT_FORMATS, OUTPUT_HELP, REGION_NAMES, RenderConfig
+from .types import MAX_TRAVEL, MOUTH_INTERIORS, OUTPUT_FORMATS, OUTPUT_HELP, REGION_NAMES, RenderConfig
 
 if TYPE_CHECKING:
     from .persons import PersonPolicy
@@ -102,9 +102,17 @@ Mouth = Annotated[
     bool,
     typer.Option(
         "--mouth/--no-mouth",
-        help="Paint the mouth interior where the lips part further than the portrait's, as the driver's "
-        "own mouth shows it (teeth, the dark between them; a motion file made before this: upper teeth): a "
-        "closed painted mouth has none to move.",
+        help="Paint the mouth interior where the lips part further than the portrait's: a closed painted "
+        "mouth has none to move.",
+    ),
+]
+MouthInterior = Annotated[
+    str,
+    typer.Option(
+        metavar="painted|driver",
+        help="What the painted opening shows. painted: upper teeth over the dark. driver: what the "
+        "driver's own mouth shows, row by row (teeth, a tongue, the dark between), read from its video; "
+        "closer to the real mouth, but dlib follows the mouth less well with it (docs/RESULTS.md).",
     ),
 ]
 Gaze = Annotated[
@@ -140,6 +148,7 @@ def _config(
     audio_file=None,
     side_by_side=False,
     gaze=True,
+    mouth_interior="painted",
 ):
     if engine not in ("neural", "warp", "static"):
         raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
@@ -147,6 +156,8 @@ def _config(
         raise typer.BadParameter(f"unknown backend {landmarks!r}", param_hint="--landmarks")
     if size < 64 or size % 8:
         raise typer.BadParameter("must be a multiple of 8, at least 64", param_hint="--size")
+    if mouth_interior not in MOUTH_INTERIORS:
+        raise typer.BadParameter(f"use one of {', '.join(MOUTH_INTERIORS)}", param_hint="--mouth-interior")
     if region not in REGION_NAMES:
         raise typer.BadParameter(f"use one of {', '.join(REGION_NAMES)}", param_hint="--region")
     if faces not in ("largest", "all"):
@@ -180,6 +191,7 @@ def _config(
         audio_file=audio_file,
         side_by_side=side_by_side,
         gaze=gaze,
+        mouth_interior=mouth_interior,
     )
 
 
@@ -240,6 +252,7 @@ def animate(
     audio: Audio = None,
     overwrite: Overwrite = False,
     mouth: Mouth = True,
+    mouth_interior: MouthInterior = "painted",
     gaze: Gaze = True,
     finetune_steps: Annotated[
         int | None,
@@ -284,6 +297,7 @@ def animate(
         audio,
         side_by_side,
         gaze,
+        mouth_interior,
     )
     policy = PersonPolicy(finetune_steps, person)
     if problem := policy.problem(engine) or policy.problem_with_faces(faces):
@@ -412,6 +426,7 @@ def batch(
     audio: Audio = None,
     overwrite: Overwrite = False,
     mouth: Mouth = True,
+    mouth_interior: MouthInterior = "painted",
     gaze: Gaze = True,
     finetune_steps: Annotated[
         int,
@@ -486,6 +501,7 @@ def batch(
         audio,
         side_by_side,
         gaze,
+        mouth_interior,
     )
     if finetune_steps and engine != "neural":
         raise typer.BadParameter("needs --engine neural", param_hint="--finetune-steps")

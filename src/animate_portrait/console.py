@@ -139,7 +139,8 @@ class Reporter:
                 else "no eye was read"
             )
             self.info(f"{driver}: no gaze ({why}); the portrait's irises stay where they are")
-        if driving.mouth is None and pipeline.paints_mouth and role == "driver":
+        driver_mouth = pipeline.paints_mouth and pipeline.config.mouth_interior == "driver"
+        if driving.mouth is None and driver_mouth and role == "driver":
             self.info(
                 f"{driver}: no mouth reading (made before the mouth was read; `animate-portrait motion` "
                 "remakes it); open mouths show painted upper teeth"

@@ -216,8 +216,9 @@ class Pipeline:
 
     def mouth_profiles(self, driving: Motion) -> np.ndarray | None:
         """(T, R) what the driver's mouth shows when open (engines/mouth.py), for a renderer that paints the
-        portrait's; None: it does not (--no-mouth, static), or the driver's mouth was never read."""
-        if not self.paints_mouth or driving.mouth is None:
+        portrait's with it (--mouth-interior driver); None: it does not (the default, --no-mouth, static),
+        or the driver's mouth was never read."""
+        if not self.paints_mouth or self.config.mouth_interior != "driver" or driving.mouth is None:
             return None
         return driving.mouth[: self.config.max_frames or len(driving.points)]
 

@@ -142,6 +142,8 @@ class VideoInfo:
 MAX_TRAVEL = 0.25
 # What relative motion may take from the driver (--region; motion.REGIONS says which points).
 REGION_NAMES = ("all", "expression", "pose", "lips", "eyes")
+# What a painted mouth opening shows (--mouth-interior; engines/mouth.py).
+MOUTH_INTERIORS = ("painted", "driver")
 
 # Output containers by suffix, and the encoder family each takes (video.VideoWriter). H.264 + AAC plays
 # everywhere; WebM (VP9 + Opus) is what browsers and web pipelines take without a licence question; GIF (no
@@ -187,4 +189,7 @@ class RenderConfig:
     overwrite: bool = False
     finetune_steps: int = 0  # neural engine, batch: fine-tune on each portrait first (persons.py)
     mouth: bool = True  # paint the mouth interior where the lips part (engines/mouth.py)
+    mouth_interior: str = (
+        "painted"  # what the opening shows: upper teeth (painted), or what the driver's does
+    )
     gaze: bool = True  # the irises follow the driver's (gaze.py), where the motion has them

@@ -40,8 +40,8 @@ FADE_PX = 3.0  # the extra gap (crop px) over which the fill fades in, so a slig
 TEETH_FROM = 0.15  # teeth show once the gap exceeds this share of the mouth's width
 OWN_INTERIOR_PX = 2.0  # a source gap this wide (crop px) shows its own interior: teeth to keep
 SHADE = 0.22  # interior = lip colour × SHADE (keeps the hue: warm on a painting, pink on a photo)
-# Upper-teeth band of the default profile: opacity, the share of the gap it covers before fading out over
-# as much again. Teeth take this much of the face's own light tone rather than of ivory.
+# The default upper-teeth band: opacity, the share of the gap it covers before fading out over as much
+# again. Teeth take this much of the face's own light tone rather than of ivory.
 TEETH_ALPHA, TEETH_DEPTH, TEETH_SKIN = 0.55, 0.15, 0.7
 # The driver's interior profile: rows from the upper inner lip (0) to the lower one, read over the middle
 # of the mouth (its corners are in shadow, and painted so: CORNER_SHADE, the share of the width from each
@@ -163,14 +163,6 @@ def interior_track(readings: np.ndarray) -> np.ndarray:
     return np.where(unread, np.nan, smooth).astype(np.float32)
 
 
-def default_profile(teeth: bool = True) -> np.ndarray:
-    """The interior painted without a reading of the driver's: an upper-teeth band, dark below (or only the
-    dark)."""
-    v = (np.arange(PROFILE_ROWS) + 0.5) / PROFILE_ROWS
-    band = TEETH_ALPHA * np.clip(1.0 - (v - TEETH_DEPTH) / TEETH_DEPTH, 0.0, 1.0) * teeth
-    return np.stack([DARK + band * (TEETH - DARK), np.ones(PROFILE_ROWS)]).astype(np.float32)
-
-
 @dataclass(frozen=True)
 class MouthSource:
     """The source whose mouth is the most open (its crop and landmarks): its own interior, teeth
@@ -212,6 +204,30 @@ def _own_interior(
     return np.asarray(pixels, np.float32), _mouth_mask(moved, box, blur)
 
 
+def _upper_teeth(
+    frame: np.ndarray, target: np.ndarray, box: tuple[int, int, int, int], gap: float | None
+) -> np.ndarray:
+    """The default opening: a dark shade of the lip colour, with (given the `gap`, wide enough to show them)
+    an upper-teeth band just under the upper inner lip, tinted by the portrait's own light tones (ivory on
+    a photo, yellowed on a varnished painting), fading downwards."""
+    x0, y0, x1, y1 = box
+    interior = np.empty((y1 - y0, x1 - x0, 3), np.float32)
+    interior[:] = _lip_colour(frame, target) * SHADE
+    if gap is None:
+        return interior
+    inner = target[INNER]
+    upper_y = np.interp(np.arange(x0, x1), inner[[0, 1, 2, 3, 4], 0], inner[[0, 1, 2, 3, 4], 1])
+    depth = (np.arange(y0, y1)[:, None] - upper_y[None, :]) / max(gap, 1.0)  # 0 at the upper lip
+    band = TEETH_ALPHA * np.clip(1.0 - (depth - TEETH_DEPTH) / TEETH_DEPTH, 0.0, 1.0)[..., None]
+    return band * _teeth_colour(frame, target) + (1.0 - band) * interior
+
+
+def _teeth_colour(frame: np.ndarray, target: np.ndarray) -> np.ndarray:
+    return 0.92 * (
+        TEETH_SKIN * _skin_light(frame, target) + (1 - TEETH_SKIN) * np.array([250.0, 245.0, 235.0])
+    )
+
+
 def _painted(
     frame: np.ndarray, target: np.ndarray, box: tuple[int, int, int, int], profile: np.ndarray
 ) -> np.ndarray:
@@ -232,10 +248,7 @@ def _painted(
     corners = np.clip(np.minimum(u, 1.0 - u) / CORNER_SHADE, 0.0, 1.0) ** 0.5  # teeth recede into shadow
     lip = _lip_colour(frame, target)
     dark, tongue = lip * SHADE, lip * TONGUE
-    # teeth take the portrait's own light tones (ivory on a photo, yellowed on a varnished painting)
-    teeth = 0.92 * (
-        TEETH_SKIN * _skin_light(frame, target) + (1 - TEETH_SKIN) * np.array([250.0, 245.0, 235.0])
-    )
+    teeth = _teeth_colour(frame, target)
     inside = dark + (lit * (1.0 - white))[..., None] * (tongue - dark)
     return inside + (lit * white * corners)[..., None] * (teeth - inside)
 
@@ -260,19 +273,18 @@ def paint_interior(
     width = float(np.linalg.norm(target[64] - target[60]))
     blur = max(0.5, gap * 0.08)
     mask = _mouth_mask(target, box, blur) * alpha
-    shows_own = source.gap >= OWN_INTERIOR_PX
     unread = profile is None or not np.isfinite(profile).all()
-    if shows_own or (unread and gap <= TEETH_FROM * width):
-        # the dark alone: under a portrait's own teeth (the driver's upper teeth would be a second row, and
-        # its lower teeth, drawn below someone else's, grey bands), or a gap too narrow to show teeth
-        profile = default_profile(teeth=False)
-    elif unread:
-        profile = default_profile()
-    interior = _painted(frame, target, box, np.asarray(profile, np.float32))
-    if shows_own:
-        # the portrait shows its own interior (teeth): keep it under the upper lip, dark below it
+    if source.gap >= OWN_INTERIOR_PX:
+        # the portrait shows its own interior (teeth): keep it under the upper lip, dark below it (the
+        # driver's upper teeth would be a second row, and its lower teeth below someone else's, grey bands)
         own, own_mask = _own_interior(source, target, box, blur)
-        interior = own_mask[..., None] * own + (1.0 - own_mask[..., None]) * interior
+        interior = own_mask[..., None] * own + (1.0 - own_mask[..., None]) * (
+            _lip_colour(frame, target) * SHADE
+        )
+    elif unread:
+        interior = _upper_teeth(frame, target, box, gap if gap > TEETH_FROM * width else None)
+    else:
+        interior = _painted(frame, target, box, np.asarray(profile, np.float32))
     out = frame.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)
     blended = region * (1 - mask[..., None]) + interior * mask[..., None]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..types import MAX_TRAVEL
+from ..types import MAX_TRAVEL, MOUTH_INTERIORS
 
 if TYPE_CHECKING:
     from .common import Setup
@@ -154,6 +154,14 @@ def evaluate(
             "clip's own gaze change since the first source frame).",
         ),
     ] = True,
+    mouth_interior: Annotated[
+        str,
+        typer.Option(
+            metavar="painted|driver",
+            help="What a painted mouth opening shows, as animate's option (self-reenactment: the clip's own "
+            "mouth).",
+        ),
+    ] = "painted",
     json_out: JsonOut = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -175,8 +183,12 @@ def evaluate(
             check_sources(portraits)
         if drivers:
             check_sources(drivers)
+        if mouth_interior not in MOUTH_INTERIORS:
+            raise typer.BadParameter(
+                f"use one of {', '.join(MOUTH_INTERIORS)}", param_hint="--mouth-interior"
+            )
         factory = RendererFactory(
-            size, resolve_device(device), weights, finetune_steps, mouth, max_travel, gaze
+            size, resolve_device(device), weights, finetune_steps, mouth, max_travel, gaze, mouth_interior
         )
         n_items = len(clips) + len(portraits or []) * len(drivers or clips) * len({s.engine for s in setups})
         with report.bar("evaluating", n_items) as step:

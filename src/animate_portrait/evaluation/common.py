@@ -55,6 +55,7 @@ class RendererFactory:
     mouth: bool = True  # paint the mouth interior (engines/mouth.py), as `animate` does by default
     max_travel: float | None = MAX_TRAVEL  # cross-reenactment's retargeting, as `animate`'s (types.py)
     gaze: bool = True  # the output's irises follow the driver's (gaze.py), as `animate`'s
+    mouth_interior: str = "painted"  # what a painted opening shows (engines/mouth.py), as `animate`'s
 
     def make(self, setup: Setup) -> Renderer:
         from ..engines import get_renderer

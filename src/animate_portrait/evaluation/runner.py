@@ -59,6 +59,7 @@ def run_evaluation(
         "mouth": factory.mouth,
         "max_travel": factory.max_travel,
         "gaze": factory.gaze,
+        "mouth_interior": factory.mouth_interior,
         "size": factory.size,
         "device": factory.device,
         "weights": None if factory.weights is None else str(factory.weights),
@@ -170,6 +171,7 @@ def _cross(portraits, drivers, engines, factory, judge, max_frames, step, skippe
         mouth=factory.mouth,
         max_travel=factory.max_travel,
         gaze=factory.gaze,
+        mouth_interior=factory.mouth_interior,
     )
     pipelines = {e: Pipeline(RenderConfig(**{**config.__dict__, "engine": e})) for e in engines}
     loader = Pipeline(config)

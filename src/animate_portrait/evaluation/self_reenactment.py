@@ -96,7 +96,7 @@ def evaluate_clip(
             if i == span - 1:
                 for s in setups:
                     renderers[s], extras[s] = factory.prepared(s, [crops[j] for j in chosen[s]])
-                    leads[s] = Lead.of(crops[chosen[s][0]], driving, chosen[s][0], factory.gaze, renderers[s])
+                    leads[s] = Lead.of(crops[chosen[s][0]], driving, chosen[s][0], factory, renderers[s])
                 crops.clear()
             continue
         if i >= driving.n_frames or (max_frames is not None and n_targets >= max_frames):
@@ -123,17 +123,21 @@ def _source(clip: Path, frame: np.ndarray, crop: Crop, points: np.ndarray) -> So
 
 @dataclass(frozen=True)
 class Lead:
-    """The first source's gaze, for moving the output's irises as `animate` does (gaze.py). Absolute here,
-    as the landmarks are: each target takes the clip's own gaze change since the source frame."""
+    """The first source's gaze, for moving the output's irises as `animate` does (gaze.py), and the clip's
+    mouth interiors. Absolute here, as the landmarks are: each target takes the clip's own gaze change since
+    the source frame, and its own mouth."""
 
     own: np.ndarray | None  # (2,) the source crop's reading; None: gaze not followed
     changes: np.ndarray | None  # (T, 2) the clip's gaze, minus the source frame's
-    interiors: np.ndarray | None = None  # (T, R) the clip's mouth interiors, for a renderer that paints
+    interiors: np.ndarray | None = None  # (T, 2, R) the clip's mouth interiors (--mouth-interior driver)
 
     @classmethod
-    def of(cls, source: SourceFace, driving: Motion, index: int, follow: bool, renderer: object) -> Lead:
-        interiors = driving.mouth if isinstance(renderer, MouthFilled) else None
-        if not follow or driving.gaze is None or isinstance(renderer, StaticRenderer):  # it moves nothing
+    def of(
+        cls, source: SourceFace, driving: Motion, index: int, factory: RendererFactory, renderer: object
+    ) -> Lead:
+        painted = isinstance(renderer, MouthFilled) and factory.mouth_interior == "driver"
+        interiors = driving.mouth if painted else None
+        if not factory.gaze or driving.gaze is None or isinstance(renderer, StaticRenderer):  # moves nothing
             return cls(None, None, interiors)
         return cls(gaze.read_gaze(source.face, source.points), driving.gaze - driving.gaze[index], interiors)
 
