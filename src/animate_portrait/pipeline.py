@@ -38,7 +38,7 @@ class Chunk:
 
     targets: np.ndarray  # (P, t, 68, 2) crop px
     looks: gaze.GazeMoves | None  # moves every portrait's irises as the driver's; None: they stay
-    mouths: np.ndarray | None  # (t, R) what the driver's mouth shows (engines/mouth.py); None: default
+    mouths: np.ndarray | None  # (t, 2, R) what the driver's mouth shows (--mouth-interior driver); or None
 
 
 @dataclass(frozen=True)
@@ -215,9 +215,9 @@ class Pipeline:
         return self.config.mouth and self.config.engine != "static"
 
     def mouth_profiles(self, driving: Motion) -> np.ndarray | None:
-        """(T, R) what the driver's mouth shows when open (engines/mouth.py), for a renderer that paints the
-        portrait's with it (--mouth-interior driver); None: it does not (the default, --no-mouth, static),
-        or the driver's mouth was never read."""
+        """(T, 2, R) what the driver's mouth shows when open (engines/mouth.py), for a renderer that paints
+        the portrait's with it (--mouth-interior driver); None: it does not (the default, --no-mouth,
+        static), or the driver's mouth was never read."""
         if not self.paints_mouth or self.config.mouth_interior != "driver" or driving.mouth is None:
             return None
         return driving.mouth[: self.config.max_frames or len(driving.points)]

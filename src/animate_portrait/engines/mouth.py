@@ -7,15 +7,17 @@ the output's mouth opening at 0.005 where the target asked for 0.10). Until the 
 interior itself, this stage paints it, as 2-D face animators do, inside the inner-lip polygon (points
 60–67), blended in by how much further the lips part than in the source.
 
-What the opening shows is the driver's (Averbuch-Elor et al. 2017, "Bringing portraits to life", take the
-driver's mouth interior too): while the driver is tracked, `read_interior` reads its own opening row by
-row from the upper inner lip down to the lower one, how light it is against its skin and how white
-(teeth) or coloured (a tongue) it is. The portrait's opening is painted with that profile in its own
-tones (teeth tinted by its skin, the dark and the tongue by its lip colour), so a grin shows two rows of
-teeth and a shout a dark cavity. Without a reading (a motion file made before this, a frame whose lips
-were too close to read) the default profile is an upper-teeth band over the dark. A portrait whose mouth
-is already open (a smile with teeth) keeps its own interior instead: moved with the upper lip, as upper
-teeth are, with the dark opening below it.
+By default the opening is a dark shade of the portrait's own lip colour, with an upper-teeth band once
+the gap is wide enough. A portrait whose mouth is already open (a smile with teeth) keeps its own
+interior: moved with the upper lip, as upper teeth are, with the dark opening below it.
+
+With `--mouth-interior driver` the opening shows what the driver's does (Averbuch-Elor et al. 2017,
+"Bringing portraits to life", take the driver's mouth interior too): while the driver is tracked,
+`read_interior` reads its own opening row by row from the upper inner lip down to the lower one, how light
+it is against its skin and how white (teeth) or coloured (a tongue). The portrait's opening is painted
+with that profile in its own tones (teeth tinted by its skin, the dark and the tongue by its lip colour),
+so a grin shows two rows of teeth and a shout a dark cavity. Not the default: dlib follows such a mouth
+less well (docs/RESULTS.md, "What the mouth shows").
 """
 
 from __future__ import annotations
@@ -60,10 +62,9 @@ TONGUE = 0.75
 # Whiteness of a pixel: (WHITE_SAT - its saturation / the skin's) / SAT_SPAN + (its lightness - WHITE_LIGHT)
 # / LIGHT_SPAN, within [0, 1]: 1 for teeth, 0 for a tongue (read_interior)
 WHITE_SAT, SAT_SPAN, WHITE_LIGHT, LIGHT_SPAN = 1.05, 0.3, 0.8, 0.4
-# Teeth fade into the dark over this share of the gap next to each lip: where teeth meet lips, a real mouth
-# has a dark line (the lips' shadow, their inner side), and without it teeth painted up to the lips read as
-# lip to dlib, so an opening mouth measured as a shut one (cross-reenactment mouth r 0.876 -> 0.806 on
-# training drivers; 0.862 with it: docs/RESULTS.md, "What the mouth shows").
+# What is inside fades into the dark over this share of the gap next to each lip: where teeth meet lips, a
+# real mouth has a dark line (the lips' shadow, their inner side); without it, teeth painted up to the lips
+# read as lip to dlib, so an opening mouth measured as a shut one (docs/RESULTS.md, "What the mouth shows").
 RIM = 0.15
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
