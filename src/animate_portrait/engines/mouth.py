@@ -209,8 +209,7 @@ def _upper_teeth(
     frame: np.ndarray, target: np.ndarray, box: tuple[int, int, int, int], gap: float | None
 ) -> np.ndarray:
     """The default opening: a dark shade of the lip colour, with (given the `gap`, wide enough to show them)
-    an upper-teeth band just under the upper inner lip, tinted by the portrait's own light tones (ivory on
-    a photo, yellowed on a varnished painting), fading downwards."""
+    an upper-teeth band just under the upper inner lip, fading downwards."""
     x0, y0, x1, y1 = box
     interior = np.empty((y1 - y0, x1 - x0, 3), np.float32)
     interior[:] = _lip_colour(frame, target) * SHADE
@@ -224,6 +223,7 @@ def _upper_teeth(
 
 
 def _teeth_colour(frame: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Teeth in the portrait's own light tones: ivory on a photo, yellowed on a varnished painting."""
     return 0.92 * (
         TEETH_SKIN * _skin_light(frame, target) + (1 - TEETH_SKIN) * np.array([250.0, 245.0, 235.0])
     )
@@ -233,7 +233,8 @@ def _painted(
     frame: np.ndarray, target: np.ndarray, box: tuple[int, int, int, int], profile: np.ndarray
 ) -> np.ndarray:
     """The opening in the portrait's tones: each pixel's place between the lips (down from the upper inner
-    lip, in from the corners) looks up `profile`, which blends the dark interior into the teeth."""
+    lip, in from the corners) looks up `profile`: its lightness blends the dark into a tongue or into teeth,
+    as white as the row is."""
     x0, y0, x1, y1 = box
     inner = target[INNER]
     xs = np.arange(x0, x1, dtype=np.float32)
@@ -257,8 +258,8 @@ def _painted(
 def paint_interior(
     frame: np.ndarray, target: np.ndarray, source: MouthSource, profile: np.ndarray | None = None
 ) -> np.ndarray:
-    """Paint the mouth interior of one (S, S, 3) uint8 crop posed by `target` (68, 2) crop px, lit as the
-    driver's `profile` (`read_interior`; None or NaN: the default profile)."""
+    """Paint the mouth interior of one (S, S, 3) uint8 crop posed by `target` (68, 2) crop px: as the
+    driver's `profile` shows it (`read_interior`), or without one (None or NaN) the upper-teeth band."""
     gap = float(inner_gap(target))
     alpha = float(np.clip((gap - source.gap) / FADE_PX, 0.0, 1.0))
     if alpha <= 0.0:
