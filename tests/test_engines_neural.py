@@ -142,7 +142,7 @@ def test_group_misuse_is_a_clear_error(tiny, leads, targets) -> None:
 
 
 def test_the_mouth_painter_paints_each_portrait_of_a_group_as_alone(tiny, leads, targets) -> None:
-    from animate_portrait.engines.mouth import MouthFilled
+    from animate_portrait.engines.mouth import PROFILE, MouthFilled
 
     painted = MouthFilled(NeuralRenderer(SIZE, "cpu", tiny))
     assert painted.groups
@@ -153,3 +153,12 @@ def test_the_mouth_painter_paints_each_portrait_of_a_group_as_alone(tiny, leads,
     plain = NeuralRenderer(SIZE, "cpu", tiny)
     plain.prepare_group([[lead] for lead in leads])
     assert np.abs(plain.render_group(targets).astype(np.int16) - together).max() > 10  # it did paint
+    # a driver's mouth (--mouth-interior driver): all teeth, the same frames for every portrait of the group
+    teeth = np.full((targets.shape[1], *PROFILE), 1.2, np.float32)
+    lit = painted.render_group(targets, teeth).astype(np.int16)
+    assert np.abs(lit - together).max() > 10  # teeth where the default painted upper teeth over the dark
+    each = []
+    for lead, own in zip(leads, targets, strict=True):
+        painted.prepare([lead])
+        each.append(painted.render(own, teeth))
+    assert np.abs(lit - np.stack(each).astype(np.int16)).max() <= 1
