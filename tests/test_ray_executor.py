@@ -180,14 +180,7 @@ def test_a_worker_killed_mid_portrait_is_retried_and_leaves_no_temp_file(
 ):
     # A longer driver (the demo motion, twice over) keeps the task busy until the kill.
     short = motion.load_motion(demo_motion_path())
-    long_motion = dataclasses.replace(
-        short,
-        points=np.tile(short.points, (2, 1, 1)),
-        found=np.tile(short.found, 2),
-        gaze=None if short.gaze is None else np.tile(short.gaze, (2, 1)),
-        mouth=None if short.mouth is None else np.tile(short.mouth, (2, 1, 1)),
-        has_audio=False,
-    )
+    long_motion = dataclasses.replace(short.cut(np.tile(np.arange(short.n_frames), 2)), has_audio=False)
     long_file = tmp_path / "long.npz"
     motion.save_motion(long_motion, long_file)
     [portrait] = _copies(tmp_path / "in", astronaut_png, ["a.png"])

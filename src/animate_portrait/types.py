@@ -106,8 +106,9 @@ class Motion:
     def n_frames(self) -> int:
         return int(self.points.shape[0])
 
-    def cut(self, frames: slice) -> Motion:
-        """These frames of every per-frame track (points, found, gaze, mouth); the rest as it is."""
+    def cut(self, frames: slice | np.ndarray) -> Motion:
+        """These frames of every per-frame track (points, found, gaze, mouth), in this order: a slice, or
+        indices (repeats allowed: a motion looped); the rest as it is."""
 
         def part(track: np.ndarray | None) -> np.ndarray | None:
             return None if track is None else track[frames]
