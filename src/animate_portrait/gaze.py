@@ -58,19 +58,17 @@ def _outline(eye: np.ndarray) -> np.ndarray:
     """The eye's opening as a closed curve: a Catmull-Rom spline through its 6 points. The hexagon between
     the points cuts off the arc of each lid, where the top of an iris shows (and would be left behind)."""
     ring = np.concatenate([eye[-1:], eye, eye[:2]])  # closed: each segment sees its two neighbours
-    t = np.linspace(0, 1, OUTLINE_STEPS, endpoint=False)[:, None]
-    curve = []
-    for i in range(1, 7):
-        p0, p1, p2, p3 = ring[i - 1], ring[i], ring[i + 1], ring[i + 2]
-        a, b, c = p2 - p0, 2 * p0 - 5 * p1 + 4 * p2 - p3, 3 * p1 - p0 - 3 * p2 + p3
-        curve.append(p1 + 0.5 * (a * t + b * t**2 + c * t**3))
-    return np.concatenate(curve)
+    t = np.linspace(0, 1, OUTLINE_STEPS, endpoint=False)[None, :, None]
+    # all six segments at once: (6, 1, 2) control points against (1, OUTLINE_STEPS, 1) steps
+    p0, p1, p2, p3 = (ring[i : i + 6, None] for i in range(4))
+    a, b, c = p2 - p0, 2 * p0 - 5 * p1 + 4 * p2 - p3, 3 * p1 - p0 - 3 * p2 + p3
+    return (p1 + 0.5 * (a * t + b * t**2 + c * t**3)).reshape(-1, 2)
 
 
 def _polygon_mask(points: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.ndarray:
     """Soft (h, w) mask in [0, 1] of the polygon `points` (image px) in the box at (x0, y0)."""
     canvas = Image.new("L", (w * SUPERSAMPLE, h * SUPERSAMPLE), 0)
-    poly = [((x - x0) * SUPERSAMPLE, (y - y0) * SUPERSAMPLE) for x, y in points]
+    poly = ((np.asarray(points, np.float64) - (x0, y0)) * SUPERSAMPLE).ravel().tolist()  # x, y, x, y, …
     ImageDraw.Draw(canvas).polygon(poly, fill=255)
     return np.asarray(canvas.resize((w, h), Image.Resampling.BOX), np.float32) / 255.0
 

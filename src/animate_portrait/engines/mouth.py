@@ -80,7 +80,7 @@ def _mouth_mask(points: np.ndarray, box: tuple[int, int, int, int], blur: float)
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     canvas = Image.new("L", (w * SUPERSAMPLE, h * SUPERSAMPLE), 0)
-    poly = [((x - x0) * SUPERSAMPLE, (y - y0) * SUPERSAMPLE) for x, y in points[INNER]]
+    poly = ((np.asarray(points[INNER], np.float64) - (x0, y0)) * SUPERSAMPLE).ravel().tolist()
     ImageDraw.Draw(canvas).polygon(poly, fill=255)
     small = canvas.resize((w, h), Image.Resampling.BOX)
     if blur > 0:
