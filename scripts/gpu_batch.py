@@ -75,13 +75,8 @@ def portraits(folder: Path, n: int, known: KnownFaces) -> list[Path]:
 def driver(folder: Path, seconds: float) -> Path:
     demo = motion.load_motion(demo_motion_path())
     n = max(1, round(seconds * demo.fps))
-    reps = -(-n // demo.n_frames)
-    looped = replace(
-        demo,
-        points=np.tile(demo.points, (reps, 1, 1))[:n],
-        found=np.tile(demo.found, reps)[:n],
-        has_audio=False,
-    )
+    # cut loops every per-frame track (points, found, gaze, mouth) together
+    looped = replace(demo.cut(np.arange(n) % demo.n_frames), has_audio=False)
     path = folder / "driver.npz"
     motion.save_motion(looped, path)
     return path
@@ -97,6 +92,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--landmarks", choices=["auto", "dlib", "known"], default="auto")
     ap.add_argument("--out", type=Path, required=True, help="folder for batch.json and batch_lines.jsonl")
+    # the per-frame CPU stages beside the GPU's render: off, they show what they cost a batch
+    ap.add_argument("--no-gaze", dest="gaze", action="store_false", help="leave the irises as rendered")
+    ap.add_argument("--no-mouth", dest="mouth", action="store_false", help="paint no mouth interior")
     args = ap.parse_args()
 
     known = KnownFaces()
@@ -120,7 +118,9 @@ def main() -> None:
         (work / "in").mkdir()
         paths = portraits(work / "in", args.portraits, known)
         drive = driver(work, args.seconds)
-        config = RenderConfig(engine="neural", size=args.size, device=args.device, audio=False)
+        config = RenderConfig(
+            engine="neural", size=args.size, device=args.device, audio=False, gaze=args.gaze, mouth=args.mouth
+        )
         started = time.perf_counter()
         lines_path = args.out / "batch_lines.jsonl"
         with lines_path.open("w") as lines, contextlib.redirect_stdout(lines):
@@ -151,6 +151,8 @@ def main() -> None:
         "group": args.group,
         "jobs": args.jobs,
         "landmarks": landmarks,
+        "gaze": args.gaze,
+        "mouth": args.mouth,
         "ok": len(results) - failed,
         "failed": failed,
         "wall_seconds": round(wall, 2),

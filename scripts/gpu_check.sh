@@ -3,7 +3,8 @@
 #   1. `bench --render-only` on the GPU: the neural renderer's frames/s with several portraits per
 #      forward pass, fp16 and bf16 (channels_last), and with torch.compile when COMPILE=1;
 #   2. the full `bench` (decode, landmarks, render, paste-back, encode, floor) where dlib is installed;
-#   3. a batch of PORTRAITS portraits × a DRIVER_SECONDS driver (scripts/gpu_batch.py), --group GROUP.
+#   3. a batch of PORTRAITS portraits × a DRIVER_SECONDS driver (scripts/gpu_batch.py), --group GROUP;
+#      with BARE_PORTRAITS > 0, then that many again without gaze and mouth painting (into $OUT/bare).
 # Everything lands in $OUT: log.txt, bench.jsonl (one JSON line per bench run), batch.json, batch_lines.jsonl.
 #
 # Once, on this machine (not the GPU one): scripts/gpu_check.sh prepare
@@ -77,6 +78,13 @@ if [[ $HAVE_FFMPEG == 1 ]]; then
   step timeout "$BATCH_LIMIT" $PY scripts/gpu_batch.py --device "$DEVICE" --portraits "$PORTRAITS" \
     --seconds "$DRIVER_SECONDS" --group "$GROUP" --out "$OUT"
   [[ -f "$OUT/batch.json" ]] && cat "$OUT/batch.json" | tee -a "$LOG"
+  # the same, fewer portraits, without the per-frame CPU stages (irises, mouth painting): the difference is
+  # what they cost a GPU batch, whose render takes ~1-2 ms a frame (session 16: 80 portraits in 140 s)
+  if [[ ${BARE_PORTRAITS:-0} -gt 0 ]]; then
+    step timeout "$BATCH_LIMIT" $PY scripts/gpu_batch.py --device "$DEVICE" --portraits "$BARE_PORTRAITS" \
+      --seconds "$DRIVER_SECONDS" --group "$GROUP" --out "$OUT/bare" --no-gaze --no-mouth
+    [[ -f "$OUT/bare/batch.json" ]] && cat "$OUT/bare/batch.json" | tee -a "$LOG"
+  fi
 else
   say "batch skipped: no ffmpeg (run 'scripts/gpu_check.sh prepare' here and carry .whl)"
 fi
