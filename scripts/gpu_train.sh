@@ -48,7 +48,10 @@
 # the flow net trained alone on a CPU fitted its pairs but the rest of G was not trained with it; docs/RESULTS.md,
 # "Where the error lies"). Choose on `wide` + training clips (never the evaluation set), as in session 10:
 #   PROBE_STEPS=0 SMOKE=0 MINUTES=8.3 BUDGET=560 EXTRA='--init weights/neural.safetensors --fixed-box true \
-#       --adv-start-frac 1.5' EXTRA2='--w-warped 10' bash scripts/gpu_train.sh     # then the same, --closed-sources 0.5
+#       --adv-start-frac 1.5' EXTRA1='--w-warped 10' EXTRA2='--closed-sources 0.5' bash scripts/gpu_train.sh
+# Session 16 ran that (EXTRA1: the main run's own flags, so both runs are variants): --w-warped was worse on
+# every measure; --closed-sources was better on every content measure and worse on identity, and the mean of
+# it and its starting point (scripts/average_weights.py) is the fourth model (docs/RESULTS.md, "Session 16").
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:-runs/gpu_out}
