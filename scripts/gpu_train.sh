@@ -10,8 +10,8 @@
 #   4. copy the fp16 weights (split in <16 MiB parts) + cards (final, and the warm-up snapshot taken when the
 #      adversarial phase starts), the loss log and the last sample grid into $OUT (8 files).
 # Environment knobs: MINUTES (default 6.5), BUDGET (505 s for the whole script), BATCH (48), CACHE (cache/train),
-# OUT (runs/gpu_out), DEVICE, EXTRA, EXTRA1, EXTRA2, SMOKE (1; 0 skips step 2 once the path is known to work), PROBE_STEPS (0;
-# N > 0 first runs scripts/d_probe.py for N steps with each hinge).
+# OUT (runs/gpu_out), DEVICE, EXTRA, EXTRA1, EXTRA2, SMOKE (1; 0 skips step 2 once the path is known to work),
+# PROBE_STEPS (0; N > 0 first runs scripts/d_probe.py for N steps with each hinge).
 # The second burst (session 5, H200; the first model's blend mask had saturated at 1, so its decoder never drew):
 #   SMOKE=0 MINUTES=6 BUDGET=450 EXTRA='--init weights/neural.safetensors --reset-mask true --w-mask 1 --w-mouth 10' \
 #       bash scripts/gpu_train.sh
