@@ -28,6 +28,7 @@ from animate_portrait.errors import InputError
 from animate_portrait.evaluation.common import Judge, RendererFactory, Setup
 from animate_portrait.evaluation.self_reenactment import evaluate_clip
 from animate_portrait.landmarks import get_detector
+from animate_portrait.weights import read_card
 
 VARIANTS = ("as_is", "mouth_oracle", "face_oracle", "bg_oracle")
 
@@ -65,6 +66,8 @@ def main() -> None:
     a = ap.parse_args()
     clips = [c for p in a.clips for c in (sorted(p.iterdir()) if p.is_dir() else [p])]
     setups = [Setup(e) for e in a.engines.split(",")]
+    if a.weights is not None and "neural" in a.engines:
+        read_card(a.weights)  # a bad weights file fails here, not as every clip "skipped"
     factory = RendererFactory(256, "cpu", a.weights)
     judge = OracleJudge(get_detector("dlib"), "cpu")
     per_clip: dict[str, dict[str, dict[str, float]]] = {}
