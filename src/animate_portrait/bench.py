@@ -94,6 +94,7 @@ def run_bench(
 ) -> BenchResult:
     # Imported here: this module is loaded to register the command, and torch/dlib would slow every start.
     from . import face, gaze, motion, video
+    from .engines.mouth import profiles_arg
     from .pipeline import RENDER_BATCH, Pipeline
 
     pipeline = Pipeline(config, precision=options.precision, compile=options.compile)
@@ -118,7 +119,7 @@ def run_bench(
 
     def render(s: int) -> np.ndarray:
         batch = slice(s, s + RENDER_BATCH)
-        return renderer.render(targets[batch], **({} if mouths is None else {"profiles": mouths[batch]}))
+        return renderer.render(targets[batch], **profiles_arg(mouths, batch))
 
     t_render, crops = _timed(lambda: [c for s in range(0, n, RENDER_BATCH) for c in render(s)])
     ms["render"] = t_render / n * 1e3

@@ -18,6 +18,7 @@ import numpy as np
 from . import face, gaze, motion, video
 from .compare import DriverPanels, SideBySideWriter
 from .engines import Renderer, get_renderer
+from .engines.mouth import profiles_arg
 from .errors import InputError, NoFaceError
 from .landmarks import LandmarkDetector, get_detector
 from .landmarks.magnify import Magnified, is_small, scale_image
@@ -249,7 +250,7 @@ class Pipeline:
         `prepare_group`), else portrait by portrait (static and warp: their `prepare` is a copy, so
         preparing for every chunk costs nothing). Every portrait's irises and mouth follow the driver's."""
         renderer, targets = self.renderer, chunk.targets
-        mouths = {} if chunk.mouths is None else {"profiles": chunk.mouths}
+        mouths = profiles_arg(chunk.mouths)
         if getattr(renderer, "groups", False):
             out = renderer.render_group(targets, **mouths)
         else:
@@ -269,8 +270,7 @@ class Pipeline:
         renderer = self.renderer
         renderer.prepare(sources)
         for chunk in self.moves([lead], driving):
-            mouths = {} if chunk.mouths is None else {"profiles": chunk.mouths}
-            crops = renderer.render(chunk.targets[0], **mouths)[None]
+            crops = renderer.render(chunk.targets[0], **profiles_arg(chunk.mouths))[None]
             for rendered in crops[0] if chunk.looks is None else chunk.looks.apply(crops, chunk.targets)[0]:
                 if self.config.crop_only:
                     yield rendered

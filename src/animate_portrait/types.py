@@ -190,7 +190,6 @@ class RenderConfig:
     overwrite: bool = False
     finetune_steps: int = 0  # neural engine, batch: fine-tune on each portrait first (persons.py)
     mouth: bool = True  # paint the mouth interior where the lips part (engines/mouth.py)
-    mouth_interior: str = (
-        "painted"  # what the opening shows: upper teeth (painted), or what the driver's does
-    )
+    # what the opening shows: upper teeth (painted), or what the driver's does (MOUTH_INTERIORS)
+    mouth_interior: str = "painted"
     gaze: bool = True  # the irises follow the driver's (gaze.py), where the motion has them

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import face, motion, video
+from .engines.mouth import profiles_arg
 from .errors import InputError
 from .pipeline import AnimateResult, Pipeline, Progress
 from .types import Motion, RenderConfig, SourceFace
@@ -135,7 +136,7 @@ def render_frames(
             continue
         own = SourceFace(path, frame, crop, face.extract(frame, crop), crop.to_crop(source.points[k]))
         renderer.prepare([own])  # this frame is the one source: its pixels, its pose
-        painted = {} if mouths is None else {"profiles": mouths[t : t + 1]}
+        painted = profiles_arg(mouths, slice(t, t + 1))
         rendered = renderer.render(crop.to_crop(goals[t])[None], **painted)[0]
         yield rendered if config.crop_only else face.paste_back(frame, rendered, crop)
 

@@ -205,6 +205,14 @@ def _own_interior(
     return np.asarray(pixels, np.float32), _mouth_mask(moved, box, blur)
 
 
+def _inner_lips_y(target: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The upper and the lower inner lip's heights (crop px) at columns `xs`, corner to corner."""
+    inner = target[INNER]
+    upper = np.interp(xs, inner[[0, 1, 2, 3, 4], 0], inner[[0, 1, 2, 3, 4], 1])
+    lower = np.interp(xs, inner[[0, 7, 6, 5, 4], 0], inner[[0, 7, 6, 5, 4], 1])
+    return upper, lower
+
+
 def _upper_teeth(
     frame: np.ndarray, target: np.ndarray, box: tuple[int, int, int, int], gap: float | None
 ) -> np.ndarray:
@@ -215,8 +223,7 @@ def _upper_teeth(
     interior[:] = _lip_colour(frame, target) * SHADE
     if gap is None:
         return interior
-    inner = target[INNER]
-    upper_y = np.interp(np.arange(x0, x1), inner[[0, 1, 2, 3, 4], 0], inner[[0, 1, 2, 3, 4], 1])
+    upper_y, _ = _inner_lips_y(target, np.arange(x0, x1))
     depth = (np.arange(y0, y1)[:, None] - upper_y[None, :]) / max(gap, 1.0)  # 0 at the upper lip
     band = TEETH_ALPHA * np.clip(1.0 - (depth - TEETH_DEPTH) / TEETH_DEPTH, 0.0, 1.0)[..., None]
     return band * _teeth_colour(frame, target) + (1.0 - band) * interior
@@ -238,8 +245,7 @@ def _painted(
     x0, y0, x1, y1 = box
     inner = target[INNER]
     xs = np.arange(x0, x1, dtype=np.float32)
-    upper_y = np.interp(xs, inner[[0, 1, 2, 3, 4], 0], inner[[0, 1, 2, 3, 4], 1])
-    lower_y = np.interp(xs, inner[[0, 7, 6, 5, 4], 0], inner[[0, 7, 6, 5, 4], 1])
+    upper_y, lower_y = _inner_lips_y(target, xs)
     ys = np.arange(y0, y1, dtype=np.float32)[:, None]
     v = np.clip((ys - upper_y) / np.maximum(lower_y - upper_y, 1.0), 0.0, 1.0)
     rows = (np.arange(PROFILE_ROWS) + 0.5) / PROFILE_ROWS
@@ -338,6 +344,12 @@ class MouthFilled:
                 for own, own_pts, source in zip(frames, pts, self._group_sources, strict=True)
             ]
         )
+
+
+def profiles_arg(profiles: np.ndarray | None, frames: slice | list[int] = slice(None)) -> dict:
+    """`render`'s keyword for the driver's mouth profiles at these frames: {"profiles": …} for a MouthFilled
+    renderer, or {} without profiles (which every renderer takes)."""
+    return {} if profiles is None else {"profiles": profiles[frames]}
 
 
 def _each(profiles: np.ndarray | None, n: int) -> Sequence[np.ndarray | None]:

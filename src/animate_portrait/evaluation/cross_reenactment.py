@@ -19,7 +19,6 @@ from .common import Judge, Series, mean_finite
 
 def subsample(driving: Motion, step: int, max_frames: int | None) -> Motion:
     """Every `step`-th frame, at most `max_frames`; frame 0 stays first, as relative motion needs it."""
-
     end = None if max_frames is None else max_frames * step
     return replace(driving.cut(slice(0, end, step)), fps=driving.fps / step)
 

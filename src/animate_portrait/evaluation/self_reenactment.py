@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import face, gaze, metrics, motion, video
 from ..engines import StaticRenderer
-from ..engines.mouth import MouthFilled
+from ..engines.mouth import MouthFilled, profiles_arg
 from ..errors import InputError
 from ..types import Crop, Landmarks, Motion, SourceFace
 from .common import Judge, RendererFactory, Series, Setup, mean_finite
@@ -143,7 +143,7 @@ class Lead:
 
     def mouths(self, frames: list[int]) -> dict[str, np.ndarray]:
         """`render`'s mouth profiles for these clip frames, as `animate` paints them (none: {})."""
-        return {} if self.interiors is None else {"profiles": self.interiors[frames]}
+        return profiles_arg(self.interiors, frames)
 
     def follow(self, crops: np.ndarray, points: np.ndarray, frames: list[int]) -> np.ndarray:
         """The rendered crops of these clip frames with their irises moved (or as they are)."""
