@@ -18,7 +18,6 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +74,7 @@ def portraits(folder: Path, n: int, known: KnownFaces) -> list[Path]:
 def driver(folder: Path, seconds: float) -> Path:
     demo = motion.load_motion(demo_motion_path())
     n = max(1, round(seconds * demo.fps))
-    # cut loops every per-frame track (points, found, gaze, mouth) together
-    looped = replace(demo.cut(np.arange(n) % demo.n_frames), has_audio=False)
+    looped = demo.looped(n)  # every per-frame track (points, found, gaze, mouth) together
     path = folder / "driver.npz"
     motion.save_motion(looped, path)
     return path

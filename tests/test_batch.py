@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import signal
@@ -288,7 +287,7 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_partial_file(
     which stops its workers. Either way nothing is left behind."""
     # A long driver (the short one's motion, 200 times over) keeps both workers busy until the Ctrl-C.
     short = motion.load_motion(motion_file)
-    long_motion = dataclasses.replace(short.cut(np.tile(np.arange(short.n_frames), 200)), has_audio=False)
+    long_motion = short.looped(200 * short.n_frames)
     long_file = tmp_path / "long.npz"
     motion.save_motion(long_motion, long_file)
     portraits = _copies(tmp_path / "in", astronaut_png, ["a.png", "b.png"])

@@ -165,9 +165,10 @@ def test_motion_file_keeps_the_mouth_profiles_and_loads_files_without_them(tmp_p
     cut = replace(make_motion(), mouth=profiles).cut(slice(1, None, 2))
     np.testing.assert_array_equal(cut.points, make_motion().points[1::2])
     np.testing.assert_array_equal(cut.mouth, profiles[1::2])
-    looped = replace(make_motion(), mouth=profiles).cut(np.tile(np.arange(5), 3))  # indices: a motion looped
-    np.testing.assert_array_equal(looped.points, np.tile(make_motion().points, (3, 1, 1)))
-    np.testing.assert_array_equal(looped.mouth, np.tile(profiles, (3, 1, 1)))
+    looped = replace(make_motion(), mouth=profiles).looped(12)  # 2.4 times over, silent: audio does not loop
+    np.testing.assert_array_equal(looped.found, np.tile(make_motion().found, 3)[:12])
+    np.testing.assert_array_equal(looped.mouth, np.tile(profiles, (3, 1, 1))[:12])
+    assert looped.n_frames == 12 and not looped.has_audio
     with pytest.raises(ValueError, match="mouth"):
         replace(make_motion(), mouth=profiles[:3])  # a Motion cut without its mouth is a bug
     bad = tmp_path / "bad_mouth.npz"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import os
@@ -14,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from animate_portrait import motion, video
@@ -180,7 +178,7 @@ def test_a_worker_killed_mid_portrait_is_retried_and_leaves_no_temp_file(
 ):
     # A longer driver (the demo motion, twice over) keeps the task busy until the kill.
     short = motion.load_motion(demo_motion_path())
-    long_motion = dataclasses.replace(short.cut(np.tile(np.arange(short.n_frames), 2)), has_audio=False)
+    long_motion = short.looped(2 * short.n_frames)
     long_file = tmp_path / "long.npz"
     motion.save_motion(long_motion, long_file)
     [portrait] = _copies(tmp_path / "in", astronaut_png, ["a.png"])

@@ -121,6 +121,11 @@ class Motion:
             mouth=part(self.mouth),
         )
 
+    def looped(self, n_frames: int) -> Motion:
+        """This motion played over and over until it lasts `n_frames`; silent, as the driver's audio
+        would not loop with it."""
+        return replace(self.cut(np.arange(n_frames) % self.n_frames), has_audio=False)
+
     @property
     def n_filled(self) -> int:
         return int((~self.found).sum())
