@@ -14,7 +14,7 @@ def test_bench_reports_stages_floor_and_batched_render(capsys, monkeypatch) -> N
     assert ran.code == 0, ran.err
     result = json.loads(ran.out)
     assert result["frames"] == 8 and result["device"] == "cpu"
-    stages = ["decode", "landmarks", "retarget", "render", "gaze", "paste_back", "encode"]
+    stages = ["decode", "landmarks", "retarget", "render", "gaze", "detail", "paste_back", "encode"]
     assert list(result["ms_per_frame"]) == stages and all(v >= 0 for v in result["ms_per_frame"].values())
     assert result["end_to_end_fps"] > 0 and result["floor_ms_per_frame"] > 0 and result["ratio_to_floor"] > 0
     assert result["batched"]["fps"] > 0 and result["batched"]["portraits_per_pass"] == 1

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from animate_portrait import motion
@@ -15,6 +16,7 @@ from animate_portrait.engines import Renderer, StaticRenderer, WarpRenderer, get
 from animate_portrait.engines.mouth import MouthFilled
 from animate_portrait.engines.warp import eval_tps, fit_tps
 from animate_portrait.errors import InputError
+from animate_portrait.models.blocks import resize_grid
 from animate_portrait.types import Crop, SourceFace
 
 SIZE = 256
@@ -112,6 +114,25 @@ def test_warp_batch_matches_single_frames_and_keeps_borders(source) -> None:
     edges = np.s_[[0, -1]], np.s_[:, [0, -1]]
     for edge in edges:
         assert np.abs(batch[1][edge].astype(int) - source.face[edge]).mean() < 2
+
+
+@pytest.mark.parametrize("name", ["static", "warp"])
+def test_the_sampling_grid_is_where_the_engine_reads_the_source(name, source) -> None:
+    """Reading the first source through `sampling_grid` gives the engine's own frames (detail.py relies on
+    it): the source itself for static, the moved face for warp."""
+    r = get_renderer(name, SIZE, "cpu", None, mouth=False)
+    r.prepare([source, other(source)])
+    targets = np.stack([source.points + [6, -4], source.points * 1.03]).astype(np.float32)
+    grids = torch.as_tensor(r.sampling_grid(targets))
+    assert grids.ndim == 4 and grids.shape[0] == 2 and grids.shape[-1] == 2
+    face = torch.tensor(source.face).permute(2, 0, 1)[None].float().expand(2, -1, -1, -1)
+    read = F.grid_sample(
+        face, resize_grid(grids, SIZE), mode="bilinear", padding_mode="border", align_corners=False
+    )
+    read = read.round().permute(0, 2, 3, 1).numpy()
+    assert np.abs(read - r.render(targets)).max() <= 1
+    if name == "warp":  # falsifiable: the frames moved, so reading the source unmoved would not match
+        assert np.abs(read[0] - source.face).mean() > 5
 
 
 def test_fit_tps_survives_coincident_points() -> None:

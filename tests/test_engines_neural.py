@@ -162,3 +162,28 @@ def test_the_mouth_painter_paints_each_portrait_of_a_group_as_alone(tiny, leads,
         painted.prepare([lead])
         each.append(painted.render(own, teeth))
     assert np.abs(lit - np.stack(each).astype(np.int16)).max() <= 1
+
+
+def test_the_sampling_grid_is_where_g_reads_the_lead(tiny, leads, targets) -> None:
+    """`sampling_grid` is G's own refined flow for the first source (detail.py moves the picture's pixels
+    by it), whatever the other sources; and a group gives each portrait's grid as alone."""
+    from animate_portrait.models.blocks import rasterise_sketch, to_unit
+
+    renderer = NeuralRenderer(SIZE, "cpu", tiny)
+    renderer.prepare([leads[0], leads[1]])
+    grids = renderer.sampling_grid(targets[0])
+    pts = renderer._points(targets[0])
+    s = renderer.model_size
+    with torch.inference_mode():
+        _, aux = renderer.G(rasterise_sketch(pts, s), to_unit(pts, s), renderer._psi, renderer._state)
+    own = aux["grid"].unflatten(0, (len(pts), 2))  # (T, K, q, q, 2)
+    np.testing.assert_allclose(grids, own[:, 0].numpy(), atol=1e-5)
+    assert (own[:, 0] - own[:, 1]).abs().max() > 1e-3  # falsifiable: the second source's grid differs
+    assert np.abs(grids[0] - grids[5]).max() > 1e-3  # and so do the frames'
+    alone = []
+    for lead, own_targets in zip(leads, targets, strict=True):
+        renderer.prepare([lead])
+        alone.append(renderer.sampling_grid(own_targets))
+    renderer = NeuralRenderer(SIZE, "cpu", tiny, batch=8)
+    renderer.prepare_group([[lead] for lead in leads])
+    np.testing.assert_allclose(renderer.sampling_grid_group(targets), np.stack(alone), atol=1e-5)

@@ -123,6 +123,14 @@ Gaze = Annotated[
         "video; a motion file made before this option holds no gaze).",
     ),
 ]
+FullDetail = Annotated[
+    bool,
+    typer.Option(
+        "--detail/--no-detail",
+        help="Paste the face back with the picture's full-resolution detail, where the face is the "
+        "portrait's own pixels moved; else it is rendered at --size and upsampled into a big picture.",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no messages.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 
@@ -149,6 +157,7 @@ def _config(
     side_by_side=False,
     gaze=True,
     mouth_interior="painted",
+    detail=True,
 ):
     if engine not in ("neural", "warp", "static"):
         raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
@@ -192,6 +201,7 @@ def _config(
         side_by_side=side_by_side,
         gaze=gaze,
         mouth_interior=mouth_interior,
+        detail=detail,
     )
 
 
@@ -254,6 +264,7 @@ def animate(
     mouth: Mouth = True,
     mouth_interior: MouthInterior = "painted",
     gaze: Gaze = True,
+    detail: FullDetail = True,
     finetune_steps: Annotated[
         int | None,
         typer.Option(
@@ -298,6 +309,7 @@ def animate(
         side_by_side,
         gaze,
         mouth_interior,
+        detail,
     )
     policy = PersonPolicy(finetune_steps, person)
     if problem := policy.problem(engine) or policy.problem_with_faces(faces):
@@ -428,6 +440,7 @@ def batch(
     mouth: Mouth = True,
     mouth_interior: MouthInterior = "painted",
     gaze: Gaze = True,
+    detail: FullDetail = True,
     finetune_steps: Annotated[
         int,
         typer.Option(
@@ -502,6 +515,7 @@ def batch(
         side_by_side,
         gaze,
         mouth_interior,
+        detail,
     )
     if finetune_steps and engine != "neural":
         raise typer.BadParameter("needs --engine neural", param_hint="--finetune-steps")

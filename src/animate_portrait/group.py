@@ -13,14 +13,15 @@ path; an error in the shared forward pass fails the group's remaining portraits.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from . import face, video
+from . import video
+from .detail import Detail
 from .errors import InputError
-from .pipeline import AnimateResult, Pipeline, VideoOut
+from .pipeline import AnimateResult, Pipeline, VideoOut, pasted
 from .types import Motion, SourceFace
 
 # What one bad portrait may raise; anything else is a bug and stops the batch (exit 3).
@@ -58,11 +59,15 @@ def animate_group(pipeline: Pipeline, jobs: Sequence[tuple[Path, Path]], driving
             except PORTRAIT_ERRORS as err:
                 outcomes[i] = err
         order = [i for i in leads if i in writers]
+        rendered = [leads[i] for i in order]
+        details = pipeline.details(rendered)
         try:
-            for crops in _chunks(pipeline, [leads[i] for i in order], driving) if order else ():
-                for i, own in zip(order, crops, strict=True):
+            for crops, grids in _chunks(pipeline, rendered, driving, details) if order else ():
+                for j, (i, own) in enumerate(zip(order, crops, strict=True)):
                     if i in writers:
-                        _write(writers, outcomes, i, own, leads[i], config.crop_only)
+                        own_grids = None if grids is None else grids[j : j + 1]
+                        frames = own if config.crop_only else _pasted(leads[i], details[j], own, own_grids)
+                        _write(writers, outcomes, i, frames)
         except PORTRAIT_ERRORS as err:  # the shared forward pass failed: so did every open portrait
             for i in list(writers):
                 outcomes[i] = err
@@ -82,10 +87,12 @@ def animate_group(pipeline: Pipeline, jobs: Sequence[tuple[Path, Path]], driving
     return [o if o is not None else RuntimeError("not rendered") for o in outcomes]
 
 
-def _chunks(pipeline: Pipeline, leads: list[SourceFace], driving: Motion):
-    """(P, t, size, size, 3) crops per chunk of t driver frames, retargeted onto each portrait."""
+def _chunks(pipeline: Pipeline, leads: list[SourceFace], driving: Motion, details: Sequence[Detail | None]):
+    """(P, t, size, size, 3) crops per chunk of t driver frames, retargeted onto each portrait, and where
+    they read each portrait (P, t, g, g, 2), or None where no portrait restores its detail."""
     for chunk in pipeline.moves(leads, driving):
-        yield pipeline.render_group(leads, chunk)
+        grids = pipeline.sampling_grids(leads, chunk) if any(details) else None
+        yield pipeline.render_group(leads, chunk), grids
 
 
 def _open(pipeline: Pipeline, output: Path, lead: SourceFace, driving: Motion) -> VideoOut:
@@ -94,10 +101,15 @@ def _open(pipeline: Pipeline, output: Path, lead: SourceFace, driving: Motion) -
     return pipeline.video_writer(output, driving, (width, height)).__enter__()
 
 
-def _write(writers, outcomes, i: int, crops: np.ndarray, lead: SourceFace, crop_only: bool) -> None:
+def _pasted(lead: SourceFace, full: Detail | None, crops: np.ndarray, grids: np.ndarray | None):
+    """One portrait's (t, size, size, 3) crops pasted back into its picture (pipeline.pasted)."""
+    return pasted(lead.image, [lead], [full], crops[None], grids)
+
+
+def _write(writers, outcomes, i: int, frames: Iterable[np.ndarray]) -> None:
     try:
-        for crop in crops:
-            writers[i].write(crop if crop_only else face.paste_back(lead.image, crop, lead.crop))
+        for frame in frames:
+            writers[i].write(frame)
     except PORTRAIT_ERRORS as err:  # this portrait's encoder failed; the others go on
         outcomes[i] = err
         _abort(writers.pop(i), err)

@@ -1,7 +1,7 @@
 """Pipeline: wires the stages for one portrait; the CLI, batch, demo and evaluation all go through it.
 
     sources ─► landmarks ─► crop ─┐
-    driver ──► Motion ─► retarget ┴► Renderer (+ mouth interior) ─► gaze ─► paste back ─► VideoWriter
+    driver ──► Motion ─► retarget ┴► Renderer (+ mouth) ─► gaze ─► detail ─► paste back ─► VideoWriter
 
 Everything after `analyse` streams in small batches: memory does not grow with the video's length.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import face, gaze, motion, video
+from . import detail, face, gaze, motion, video
 from .compare import DriverPanels, SideBySideWriter
 from .engines import Renderer, get_renderer
 from .engines.mouth import profiles_arg
@@ -261,6 +261,24 @@ class Pipeline:
             out = np.stack(out)
         return out if chunk.looks is None else chunk.looks.apply(out, targets)
 
+    def details(self, leads: Sequence[SourceFace]) -> list[detail.Detail | None]:
+        """What gives each lead's face its full-resolution detail when pasted back (detail.py); None in a
+        crop, with --no-detail, or where the picture holds the face at about the working size."""
+        cfg = self.config
+        on = not cfg.crop_only and cfg.detail
+        return [detail.Detail(lead, self.device) if on and detail.worth_it(lead) else None for lead in leads]
+
+    def sampling_grids(self, leads: Sequence[SourceFace], chunk: Chunk) -> np.ndarray:
+        """(P, t, g, g, 2) where `render_group`'s render of this chunk reads each lead (detail.py)."""
+        renderer = self.renderer
+        if getattr(renderer, "groups", False):
+            return renderer.sampling_grid_group(chunk.targets)
+        out = []
+        for lead, own in zip(leads, chunk.targets, strict=True):
+            renderer.prepare([lead])
+            out.append(renderer.sampling_grid(own))
+        return np.stack(out)
+
     def render_frames(self, sources: Sequence[SourceFace], driving: Motion) -> Iterator[np.ndarray]:
         """Frames of the face crop (or of the whole picture), one driver frame at a time."""
         lead = sources[0]
@@ -269,13 +287,15 @@ class Pipeline:
             return
         renderer = self.renderer
         renderer.prepare(sources)
+        details = self.details([lead])
         for chunk in self.moves([lead], driving):
             crops = renderer.render(chunk.targets[0], **profiles_arg(chunk.mouths))[None]
-            for rendered in crops[0] if chunk.looks is None else chunk.looks.apply(crops, chunk.targets)[0]:
-                if self.config.crop_only:
-                    yield rendered
-                else:
-                    yield face.paste_back(lead.image, rendered, lead.crop)
+            crops = crops if chunk.looks is None else chunk.looks.apply(crops, chunk.targets)
+            if self.config.crop_only:
+                yield from crops[0]
+                continue
+            grids = renderer.sampling_grid(chunk.targets[0])[None] if details[0] else None
+            yield from pasted(lead.image, [lead], details, crops, grids)
 
     def faces_animated(self, lead: SourceFace) -> int:
         """How many faces of the lead's picture are driven: all with `--faces all` (not in a crop)."""
@@ -286,11 +306,11 @@ class Pipeline:
         """Whole pictures with every face in them driven alike (`--faces all`), each pasted back."""
         leads = self.all_faces(lead)
         self.prepare_group(leads)
-        crops = [face_.crop for face_ in leads]
+        details = self.details(leads)
         for chunk in self.moves(leads, driving):
             rendered = self.render_group(leads, chunk)  # (faces, t, size, size, 3)
-            for t in range(rendered.shape[1]):
-                yield face.paste_back_all(lead.image, rendered[:, t], crops)
+            grids = self.sampling_grids(leads, chunk) if any(details) else None
+            yield from pasted(lead.image, leads, details, rendered, grids)
 
     def animate(
         self,
@@ -357,6 +377,23 @@ class Pipeline:
             # A motion file made on another machine: the frames still render, without sound.
             return None
         return path
+
+
+def pasted(
+    image: np.ndarray,
+    leads: Sequence[SourceFace],
+    details: Sequence[detail.Detail | None],
+    crops: np.ndarray,
+    grids: np.ndarray | None,
+) -> Iterator[np.ndarray]:
+    """`image` with the P leads' faces pasted back, for each of t frames: (P, t, size, size, 3) renders,
+    at full resolution where a lead has its `details` entry, read through `grids` (P, t, g, g, 2) then."""
+    faces, boxes = [], []
+    for i, (lead, own, full) in enumerate(zip(leads, crops, details, strict=True)):
+        faces.append(own if full is None else full.restore(own, grids[i]))
+        boxes.append(lead.crop if full is None else full.crop)
+    for t in range(crops.shape[1]):
+        yield face.paste_back_all(image, [f[t] for f in faces], boxes)
 
 
 def check_sources(paths: Sequence[Path]) -> None:

@@ -198,3 +198,4 @@ class RenderConfig:
     # what the opening shows: upper teeth (painted), or what the driver's does (MOUTH_INTERIORS)
     mouth_interior: str = "painted"
     gaze: bool = True  # the irises follow the driver's (gaze.py), where the motion has them
+    detail: bool = True  # a face pasted back into a big picture keeps its full-resolution detail (detail.py)

@@ -27,7 +27,7 @@ import numpy as np
 from . import face, motion, video
 from .engines.mouth import profiles_arg
 from .errors import InputError
-from .pipeline import AnimateResult, Pipeline, Progress
+from .pipeline import AnimateResult, Pipeline, Progress, pasted
 from .types import Motion, RenderConfig, SourceFace
 
 # A stretch of the source with no face found for this long is a cut-away, or the face left the shot: those
@@ -137,8 +137,14 @@ def render_frames(
         own = SourceFace(path, frame, crop, face.extract(frame, crop), crop.to_crop(source.points[k]))
         renderer.prepare([own])  # this frame is the one source: its pixels, its pose
         painted = profiles_arg(mouths, slice(t, t + 1))
-        rendered = renderer.render(crop.to_crop(goals[t])[None], **painted)[0]
-        yield rendered if config.crop_only else face.paste_back(frame, rendered, crop)
+        goal = crop.to_crop(goals[t])[None]
+        rendered = renderer.render(goal, **painted)
+        if config.crop_only:
+            yield rendered[0]
+            continue
+        details = pipeline.details([own])  # the frame's own full-resolution face
+        grids = renderer.sampling_grid(goal)[None] if details[0] else None
+        yield from pasted(frame, [own], details, rendered[None], grids)
 
 
 def animate_video(

@@ -16,6 +16,9 @@ class Renderer(Protocol):
 
     `prepare` takes the K source crops of one person (K-shot) once per portrait; `render` is then
     called with batches of target landmarks in crop pixels and returns (B, size, size, 3) uint8 crops.
+    `sampling_grid` says, for the same targets, where each output pixel reads the first source's crop:
+    (B, g, g, 2) grid_sample coordinates (align_corners=False) at the engine's own resolution g, which
+    lets detail.py move that source's full-resolution pixels the same way.
     """
 
     size: int
@@ -23,6 +26,8 @@ class Renderer(Protocol):
     def prepare(self, sources: Sequence[SourceFace]) -> None: ...
 
     def render(self, targets: np.ndarray) -> np.ndarray: ...
+
+    def sampling_grid(self, targets: np.ndarray) -> np.ndarray: ...
 
 
 def check_targets(targets: np.ndarray) -> np.ndarray:

@@ -137,14 +137,18 @@ class NeuralRenderer:
         self._group = self._encode(groups)
         self._expanded = None
 
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(
+            self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
+        )
+
     def _forward(self, pts: torch.Tensor, psi: torch.Tensor, state: SourceState) -> np.ndarray:
         """G's per-frame part for (N, 68, 2) model-pixel targets → (N, size, size, 3) uint8."""
         s = self.model_size
         y = rasterise_sketch(pts, s)
         if self.channels_last:
             y = y.contiguous(memory_format=torch.channels_last)
-        enabled = self.dtype is not None
-        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=enabled):
+        with self._autocast():
             out, _ = self._g(y, to_unit(pts, s), psi, state, self.match)
         out = out.float()
         if self.size != s:
@@ -163,28 +167,59 @@ class NeuralRenderer:
         ]
         return np.concatenate(outs) if outs else np.zeros((0, self.size, self.size, 3), np.uint8)
 
+    def _lead_grids(self, pts: torch.Tensor, state: SourceState) -> np.ndarray:
+        """Where G reads the lead (first) source for (N, 68, 2) model-pixel targets: its refined flow, as
+        (N, S/4, S/4, 2) grid_sample coordinates (align_corners=False) in the lead's crop."""
+        s = self.model_size
+        lead = SourceState(
+            state.img[:, :1], state.img_q[:, :1], state.sketch_q[:, :1], [], state.points[:, :1]
+        )
+        with self._autocast():
+            grid, _, _ = self.G.flows(rasterise_sketch(pts, s), to_unit(pts, s), lead)
+        return grid.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def sampling_grid(self, targets: np.ndarray) -> np.ndarray:
+        """(B, 68, 2) targets → (B, S/4, S/4, 2): where each output pixel reads the lead (detail.py)."""
+        if self._state is None:
+            raise RuntimeError("call prepare() before sampling_grid()")
+        targets = check_targets(targets)
+        pts = [self._points(targets[i : i + self.batch]) for i in range(0, len(targets), self.batch)]
+        return np.concatenate([self._lead_grids(p, self._state) for p in pts])
+
+    def _group_passes(self, targets: np.ndarray):
+        """The forward passes of `render_group`: (first frame i, frames t, model-pixel targets of P × t, the
+        group's ψ̂ and sources repeated t times each)."""
+        if self._group is None:
+            raise RuntimeError("call prepare_group() before render_group()")
+        p = self._group[0].shape[0]
+        targets = np.asarray(targets, np.float32)
+        if targets.ndim != 4 or targets.shape[0] != p:
+            raise ValueError(f"expected ({p}, T, 68, 2) target landmarks, got {targets.shape}")
+        step = max(1, self.batch // p)
+        for i in range(0, targets.shape[1], step):
+            chunk = check_targets(targets[:, i : i + step].reshape(-1, *targets.shape[2:]))
+            t = chunk.shape[0] // p
+            yield (i, t, self._points(chunk), *self._repeat(t))
+
     @torch.inference_mode()
     def render_group(self, targets: np.ndarray) -> np.ndarray:
         """(P, T, 68, 2) targets, each portrait's own → (P, T, size, size, 3) uint8 crops.
 
         One forward pass takes t = batch // P frames of every portrait (at least one each)."""
-        if self._group is None:
-            raise RuntimeError("call prepare_group() before render_group()")
-        psi, state = self._group
-        p = psi.shape[0]
-        targets = np.asarray(targets, np.float32)
-        if targets.ndim != 4 or targets.shape[0] != p:
-            raise ValueError(f"expected ({p}, T, 68, 2) target landmarks, got {targets.shape}")
-        n = targets.shape[1]
-        step = max(1, self.batch // p)
+        p, n = np.shape(targets)[:2]
         out = np.zeros((p, n, self.size, self.size, 3), np.uint8)
-        for i in range(0, n, step):
-            chunk = check_targets(targets[:, i : i + step].reshape(-1, *targets.shape[2:]))
-            t = chunk.shape[0] // p
-            psi_t, state_t = self._repeat(t)
-            frames = self._forward(self._points(chunk), psi_t, state_t)
+        for i, t, pts, psi_t, state_t in self._group_passes(targets):
+            frames = self._forward(pts, psi_t, state_t)
             out[:, i : i + t] = frames.reshape(p, t, *frames.shape[1:])
         return out
+
+    @torch.inference_mode()
+    def sampling_grid_group(self, targets: np.ndarray) -> np.ndarray:
+        """`sampling_grid` for `render_group`'s (P, T, 68, 2) targets → (P, T, S/4, S/4, 2)."""
+        p = len(targets)
+        grids = [self._lead_grids(pts, state_t) for _, _, pts, _, state_t in self._group_passes(targets)]
+        return np.concatenate([g.reshape(p, -1, *g.shape[1:]) for g in grids], axis=1)
 
     def _repeat(self, t: int) -> tuple[torch.Tensor, SourceState]:
         """The group's ψ̂ and sources, each portrait's repeated for its t frames (kept for the next chunk)."""

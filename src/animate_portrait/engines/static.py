@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..models.blocks import identity_grid
 from ..types import SourceFace
 from .base import check_sources, check_targets
 
@@ -26,3 +27,8 @@ class StaticRenderer:
             raise RuntimeError("call prepare() before render()")
         n = len(check_targets(targets))
         return np.repeat(self._face[None], n, axis=0)
+
+    def sampling_grid(self, targets: np.ndarray) -> np.ndarray:
+        """(B, 2, 2, 2): every output pixel reads the source where it is (detail.py)."""
+        n = len(check_targets(targets))
+        return np.repeat(identity_grid(2).numpy(), n, axis=0)

@@ -12,7 +12,7 @@ put and the spline cannot swing the corners around.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -100,6 +100,19 @@ class WarpRenderer:
 
     @torch.inference_mode()
     def render(self, targets: np.ndarray) -> np.ndarray:
+        frames = [self._sample(sampling) for sampling in self._grids(targets)]
+        # Contiguous (B, H, W, 3): a permuted view would reach dlib, PIL and ffmpeg with strides they
+        # ignore (dlib then reads scrambled pixels).
+        return torch.cat(frames).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+    @torch.inference_mode()
+    def sampling_grid(self, targets: np.ndarray) -> np.ndarray:
+        """(B, 68, 2) targets → (B, size, size, 2): where each output pixel reads the source (detail.py)."""
+        return torch.cat(list(self._grids(targets))).cpu().numpy()
+
+    def _grids(self, targets: np.ndarray) -> Iterator[torch.Tensor]:
+        """The splines fitted at `targets`, as (n, size, size, 2) grid_sample coordinates, n frames at a
+        time."""
         if self._face is None or self._points is None:
             raise RuntimeError("call prepare() before render()")
         targets = check_targets(targets)
@@ -109,16 +122,11 @@ class WarpRenderer:
         # On a CPU, one frame at a time: a frame's (4096, 84) kernel matrix stays in cache, while a
         # batch's spills it and ran 4x slower per frame. A GPU wants the whole batch at once.
         step = b if self.device.type == "cuda" else 1
-        frames = [
-            self._sample(dst[i : i + step], kernel[i : i + step], affine[i : i + step])
-            for i in range(0, b, step)
-        ]
-        # Contiguous (B, H, W, 3): a permuted view would reach dlib, PIL and ffmpeg with strides they
-        # ignore (dlib then reads scrambled pixels).
-        return torch.cat(frames).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        for i in range(0, b, step):
+            yield self._sampling(dst[i : i + step], kernel[i : i + step], affine[i : i + step])
 
-    def _sample(self, dst: torch.Tensor, kernel: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
-        """(n, 3, size, size) uint8: the source face read through the splines fitted at `dst`."""
+    def _sampling(self, dst: torch.Tensor, kernel: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
+        """(n, size, size, 2): the splines fitted at `dst`, on every output pixel."""
         n = len(dst)
         # Coarse lattice spanning the first to the last pixel centre, so that align_corners=True
         # upsampling puts its samples exactly on the output's pixel centres.
@@ -127,9 +135,12 @@ class WarpRenderer:
         ys, xs = torch.meshgrid(axis, axis, indexing="ij")
         lattice = torch.stack([xs, ys], dim=-1).reshape(1, -1, 2).expand(n, -1, -1)
         coarse = eval_tps(lattice, dst, kernel, affine).reshape(n, self.grid, self.grid, 2)
-        sampling = F.interpolate(
+        return F.interpolate(
             coarse.permute(0, 3, 1, 2), size=(self.size, self.size), mode="bilinear", align_corners=True
         ).permute(0, 2, 3, 1)
-        face = self._face.expand(n, -1, -1, -1)
+
+    def _sample(self, sampling: torch.Tensor) -> torch.Tensor:
+        """(n, 3, size, size) uint8: the source face read at (n, size, size, 2) `sampling`."""
+        face = self._face.expand(len(sampling), -1, -1, -1)
         out = F.grid_sample(face, sampling, mode="bilinear", padding_mode="border", align_corners=False)
         return out.round().clamp(0, 255).to(torch.uint8)

@@ -181,6 +181,27 @@ class Generator(nn.Module):
 
     # -- per target frame ----------------------------------------------------------------------------------
 
+    def flows(
+        self, y_t: torch.Tensor, points_t: torch.Tensor, src: SourceState
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Steps 1 and 2 for B targets and their K sources (B of them, or one for all): where to read each
+        source, as a refined backward grid (BK, S/4, S/4, 2), its confidence logit (BK, 1, S/4, S/4) and the
+        refinement Δ (BK, 2, S/4, S/4). Arguments as `forward`'s."""
+        b = y_t.shape[0]
+        src = src.expand(b)
+        k = src.points.shape[1]
+        q = self.cfg.size // 4
+        # 1. TPS flow (target → source), per source
+        tgt_rep = points_t[:, None].expand(b, k, *points_t.shape[1:]).flatten(0, 1)
+        grid_tps = tps_grid(src.points.flatten(0, 1), tgt_rep, q)  # (BK, q, q, 2)
+        # 2. refine + confidence
+        y_tq = F.interpolate(y_t * 2 - 1, size=(q, q), mode="area")
+        y_tq = y_tq[:, None].expand(b, k, *y_tq.shape[1:]).flatten(0, 1)
+        x_w = warp(src.img_q.flatten(0, 1), grid_tps)
+        y_w = warp(src.sketch_q.flatten(0, 1), grid_tps)
+        delta, conf = self.flow(torch.cat([y_tq, y_w, x_w, grid_tps.permute(0, 3, 1, 2).to(y_w.dtype)], 1))
+        return grid_tps + delta.permute(0, 2, 3, 1).float(), conf, delta
+
     def forward(
         self,
         y_t: torch.Tensor,
@@ -201,17 +222,7 @@ class Generator(nn.Module):
             psi = psi.expand(b, -1)
         q = self.cfg.size // 4
 
-        # 1. TPS flow (target → source), per source
-        tgt_rep = points_t[:, None].expand(b, k, *points_t.shape[1:]).flatten(0, 1)
-        grid_tps = tps_grid(src.points.flatten(0, 1), tgt_rep, q)  # (BK, q, q, 2)
-        # 2. refine + confidence
-        y_tn = y_t * 2 - 1
-        y_tq = F.interpolate(y_tn, size=(q, q), mode="area")
-        y_tq = y_tq[:, None].expand(b, k, *y_tq.shape[1:]).flatten(0, 1)
-        x_w = warp(src.img_q.flatten(0, 1), grid_tps)
-        y_w = warp(src.sketch_q.flatten(0, 1), grid_tps)
-        delta, conf = self.flow(torch.cat([y_tq, y_w, x_w, grid_tps.permute(0, 3, 1, 2).to(y_w.dtype)], 1))
-        grid = grid_tps + delta.permute(0, 2, 3, 1).float()
+        grid, conf, delta = self.flows(y_t, points_t, src)  # steps 1 and 2
         logits = conf.float().view(b, k, 1, q, q)
         if match > 0 and k > 1:
             logits = logits + match_logits(src.points, points_t, match).view(b, k, 1, 1, 1)
@@ -225,7 +236,7 @@ class Generator(nn.Module):
 
         # 3. target sketch encoding
         s = []
-        h = y_tn
+        h = y_t * 2 - 1
         for blk in self.sk_enc:
             h = blk(h)
             s.append(h)
