@@ -247,6 +247,9 @@ def register(app: typer.Typer) -> None:
         render_only: Annotated[
             bool, typer.Option("--render-only", help="Only the renderer (needs neither ffmpeg nor dlib).")
         ] = False,
+        detail: Annotated[
+            bool, typer.Option("--detail/--no-detail", help="A big face's full-resolution detail.")
+        ] = True,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Per-stage ms/frame, end-to-end fps, the ratio to a decode+encode-only floor, and the renderer's
@@ -262,7 +265,9 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"choose one of {', '.join(PRECISIONS)}", param_hint="--precision")
         report = Reporter()
         with report.guard(), tempfile.TemporaryDirectory() as tmp:
-            config = RenderConfig(engine=engine, size=size, device=device, max_frames=max_frames)
+            config = RenderConfig(
+                engine=engine, size=size, device=device, max_frames=max_frames, detail=detail
+            )
             cuda = resolve_device(device) == "cuda"
             options = BatchedOptions(group or (16 if cuda else 1), render_batch, precision, compile)
             if render_only:

@@ -95,12 +95,14 @@ class Detail:
         moved_low = sample(self._face, grid)  # the working-size crop, moved as the engine moved it
         differ = F.max_pool2d((low - moved_low).abs().mean(1, keepdim=True), 3, stride=1, padding=1)
         gate = ((DISAGREE - differ) / (DISAGREE - AGREE)).clamp(0, 1)
-        # Everything at the working size, read at the full crop's pixels: one pass over 9 channels.
-        up = sample(torch.cat([low, moved_low, gate, flow], 1), self._at)
-        source_at = self._at + up[:, 7:9].permute(0, 2, 3, 1)  # where each full pixel reads the source
+        # The render less the gated working-size warp, the gate and the flow, read at the full crop's pixels
+        # in one pass; the gated full-resolution warp then takes the place of the working-size one (where
+        # the gate is open and the two agree, the output is the moved picture pixels exactly).
+        up = sample(torch.cat([low - gate * moved_low, gate, flow], 1), self._at)
+        source_at = self._at + up[:, 4:6].permute(0, 2, 3, 1)  # where each full pixel reads the source
         scale, shift = self._to_full
         moved = sample(self._full, source_at * scale + torch.as_tensor(shift, device=self.device).float())
-        out = up[:, :3] + up[:, 6:7] * (moved - up[:, 3:6])
+        out = up[:, :3] + up[:, 3:4] * moved
         return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
 
