@@ -77,7 +77,8 @@ class Detail:
         scale, shift = a / a_full, b - a / a_full * b_full
         full_grid = identity_grid(self.crop.size).double()
         self._at = (full_grid * scale + torch.from_numpy(shift)).float().to(self.device)
-        self._to_full = (1 / scale, -shift / scale)  # working-size coordinates → the full crop's
+        # working-size coordinates → the full crop's (float32 on the device: MPS has no float64)
+        self._to_full = (1 / scale, torch.tensor(-shift / scale, dtype=torch.float32, device=self.device))
 
     def restore(self, rendered: np.ndarray, grids: np.ndarray) -> np.ndarray:
         """(B, size, size, 3) renders and their (B, g, g, 2) sampling grids (`Renderer.sampling_grid`) →
@@ -101,7 +102,7 @@ class Detail:
         up = sample(torch.cat([low - gate * moved_low, gate, flow], 1), self._at)
         source_at = self._at + up[:, 4:6].permute(0, 2, 3, 1)  # where each full pixel reads the source
         scale, shift = self._to_full
-        moved = sample(self._full, source_at * scale + torch.as_tensor(shift, device=self.device).float())
+        moved = sample(self._full, source_at * scale + shift)
         out = up[:, :3] + up[:, 3:4] * moved
         return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
