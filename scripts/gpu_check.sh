@@ -3,9 +3,11 @@
 #   1. `bench --render-only` on the GPU: the neural renderer's frames/s with several portraits per
 #      forward pass, fp16 and bf16 (channels_last), and with torch.compile when COMPILE=1;
 #   2. the full `bench` (decode, landmarks, render, paste-back, encode, floor) where dlib is installed;
-#   3. a batch of PORTRAITS portraits × a DRIVER_SECONDS driver (scripts/gpu_batch.py), --group GROUP;
+#   3. the full-resolution detail (scripts/gpu_detail.py): the GPU's restored faces against the CPU's, timed;
+#   4. a batch of PORTRAITS portraits × a DRIVER_SECONDS driver (scripts/gpu_batch.py), --group GROUP;
 #      with BARE_PORTRAITS > 0, then that many again without gaze and mouth painting (into $OUT/bare).
-# Everything lands in $OUT: log.txt, bench.jsonl (one JSON line per bench run), batch.json, batch_lines.jsonl.
+# Everything lands in $OUT: log.txt, bench.jsonl (one JSON line per bench run), detail.json and two PNGs,
+# batch.json, batch_lines.jsonl.
 #
 # Once, on this machine (not the GPU one): scripts/gpu_check.sh prepare
 #   puts imageio-ffmpeg's wheel (the ffmpeg that encodes the batch's MP4s, 29 MB) in .whl/, which git
@@ -73,6 +75,9 @@ if [[ $HAVE_FFMPEG == 1 && $HAVE_DLIB == 1 ]]; then
 else
   say "full bench skipped: it needs ffmpeg and dlib (ffmpeg=$HAVE_FFMPEG dlib=$HAVE_DLIB)"
 fi
+
+step timeout 120 $PY scripts/gpu_detail.py --device "$DEVICE" --out "$OUT"
+[[ -f "$OUT/detail.json" ]] && cat "$OUT/detail.json" | tee -a "$LOG"
 
 if [[ $HAVE_FFMPEG == 1 ]]; then
   step timeout "$BATCH_LIMIT" $PY scripts/gpu_batch.py --device "$DEVICE" --portraits "$PORTRAITS" \

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animate_portrait import face
+from animate_portrait import face, video
 from animate_portrait.detail import Detail, worth_it
 from animate_portrait.engines import StaticRenderer, WarpRenderer
 from animate_portrait.pipeline import Pipeline
-from animate_portrait.types import Crop, RenderConfig, SourceFace
+from animate_portrait.types import Crop, Motion, RenderConfig, SourceFace
+from cli_helpers import run_cli
 
 
 def textured(image: np.ndarray) -> np.ndarray:
@@ -43,6 +44,13 @@ def lead(big_png: Path) -> SourceFace:
 def upsampled(lead: SourceFace, rendered: np.ndarray, box: Crop) -> np.ndarray:
     """A working-size render pasted back as it is (--no-detail), then cut at `box`, picture pixels."""
     return face.extract(face.paste_back(lead.image, rendered, lead.crop), box).astype(np.int16)
+
+
+def still_motion(source: SourceFace, n: int) -> Motion:
+    """A motion of n frames that holds the source's own face (in picture pixels)."""
+    points = np.repeat(source.crop.to_image(source.points)[None], n, axis=0)
+    h, w = source.image.shape[:2]
+    return Motion(points=points, found=np.ones(n, bool), fps=10.0, frame_size=(w, h))
 
 
 def test_a_still_face_gets_its_full_resolution_crop_back(lead: SourceFace) -> None:
@@ -88,7 +96,8 @@ def test_the_pipeline_pastes_the_detail_in_the_face_only(lead: SourceFace, big_p
         pipeline = Pipeline(RenderConfig(engine="static", device="cpu", detail=on))
         source = pipeline.load_source(big_png)
         assert (pipeline.details([source])[0] is not None) == on
-        frames[on] = np.stack(list(pipeline.render_frames([source], _still(source, 3)))).astype(np.int16)
+        rendered = pipeline.render_frames([source], still_motion(source, 3))
+        frames[on] = np.stack(list(rendered)).astype(np.int16)
     picture = lead.image.astype(np.int16)
     x0, y0 = (int(v) for v in lead.crop.origin)
     side = int(lead.crop.side)
@@ -107,23 +116,11 @@ def test_no_detail_in_a_crop_or_for_a_face_held_at_the_working_size(astronaut_pn
     assert cropped.details([cropped.load_source(big_png)]) == [None]
 
 
-def _still(source: SourceFace, n: int):
-    """A motion of n frames that holds the source's own face (in picture pixels)."""
-    from animate_portrait.types import Motion
-
-    points = np.repeat(source.crop.to_image(source.points)[None], n, axis=0)
-    h, w = source.image.shape[:2]
-    return Motion(points=points, found=np.ones(n, bool), fps=10.0, frame_size=(w, h))
-
-
 def test_animate_keeps_the_detail_unless_told_not_to(
     tmp_path, big_png, lead, driver, capsys, monkeypatch
 ) -> None:
     """The command, through the real ffmpeg: by default the face in the MP4 keeps the picture's texture
     (static engine: the picture itself), and --no-detail gives the upsampled working-size face."""
-    from animate_portrait import video
-    from cli_helpers import run_cli
-
     errors = {}
     for flag in ("--detail", "--no-detail"):
         out = tmp_path / f"{flag}.mp4"
