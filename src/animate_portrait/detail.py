@@ -77,8 +77,8 @@ class Detail:
         scale, shift = a / a_full, b - a / a_full * b_full
         full_grid = identity_grid(self.crop.size).double()
         self._at = (full_grid * scale + torch.from_numpy(shift)).float().to(self.device)
-        # working-size coordinates → the full crop's (float32 on the device: MPS has no float64)
-        self._to_full = (1 / scale, torch.tensor(-shift / scale, dtype=torch.float32, device=self.device))
+        self._full_grid = full_grid.float().to(self.device)  # the same pixels in the full crop's coordinates
+        self._to_full = 1 / scale  # a working-size displacement in the full crop's coordinates
 
     def restore(self, rendered: np.ndarray, grids: np.ndarray) -> np.ndarray:
         """(B, size, size, 3) renders and their (B, g, g, 2) sampling grids (`Renderer.sampling_grid`) →
@@ -100,11 +100,10 @@ class Detail:
         # in one pass; the gated full-resolution warp then takes the place of the working-size one (where
         # the gate is open and the two agree, the output is the moved picture pixels exactly).
         up = sample(torch.cat([low - gate * moved_low, gate, flow], 1), self._at)
-        source_at = self._at + up[:, 4:6].permute(0, 2, 3, 1)  # where each full pixel reads the source
-        scale, shift = self._to_full
-        moved = sample(self._full, source_at * scale + shift)
-        out = up[:, :3] + up[:, 3:4] * moved
-        return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        # where each full pixel reads the source; then in place, as a 1024² frame is large
+        source_at = up[:, 4:6].permute(0, 2, 3, 1).mul(self._to_full).add_(self._full_grid)
+        out = sample(self._full, source_at).mul_(up[:, 3:4]).add_(up[:, :3])
+        return out[0].round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
 
 
 def sample(image: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
