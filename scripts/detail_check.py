@@ -39,7 +39,8 @@ def laplacian(image: np.ndarray) -> float:
 
 
 def box_of(points: np.ndarray, size: int) -> Crop:
-    """The real face's crop box at one crop pixel per picture pixel (no resampling when cut)."""
+    """The real face's crop box at about one crop pixel per picture pixel (cut alike from the output and
+    the real frame)."""
     crop = face.crop_for(Landmarks(points), size)
     return Crop(center=crop.center, side=crop.side, size=round(crop.side))
 
