@@ -42,7 +42,7 @@ def restored(engine: str, device: str, frames: int) -> tuple[np.ndarray, float]:
     targets = motion.retarget(lead.points, driving.points[:frames], relative=True)
     renderer = pipeline.renderer
     renderer.prepare([lead])
-    crops, grids = renderer.render(targets), renderer.sampling_grid(targets)
+    crops, grids = renderer.render_traced(targets)
     detail = Detail(lead, device)
     detail.restore(crops[:2], grids[:2])  # warm-up
     if device.startswith("cuda"):

@@ -61,7 +61,7 @@ def test_a_still_face_gets_its_full_resolution_crop_back(lead: SourceFace) -> No
     warp.prepare([lead])
     still = lead.points[None]
     detail = Detail(lead)
-    restored = detail.restore(warp.render(still), warp.sampling_grid(still))[0].astype(np.int16)
+    restored = detail.restore(*warp.render_traced(still))[0].astype(np.int16)
     truth = face.extract(lead.image, detail.crop).astype(np.int16)
     inner = np.s_[8:-8, 8:-8]  # the warp's border padding aside
     restored_error = np.abs(restored - truth)[inner].mean()
@@ -77,7 +77,7 @@ def test_where_the_engine_drew_something_else_the_face_stays_as_rendered(lead: S
     drawn = static.render(still).copy()
     drawn[0, 170:210, 100:156] = (90, 40, 40)
     detail = Detail(lead)
-    restored = detail.restore(drawn, static.sampling_grid(still))[0].astype(np.int16)
+    restored = detail.restore(drawn, static.render_traced(still).grids)[0].astype(np.int16)
     plain = upsampled(lead, drawn[0], detail.crop)
     k = detail.crop.size / lead.crop.size
     patch = np.s_[round(173 * k) : round(207 * k), round(103 * k) : round(153 * k)]

@@ -117,20 +117,22 @@ def test_warp_batch_matches_single_frames_and_keeps_borders(source) -> None:
 
 
 @pytest.mark.parametrize("name", ["static", "warp"])
-def test_the_sampling_grid_is_where_the_engine_reads_the_source(name, source) -> None:
-    """Reading the first source through `sampling_grid` gives the engine's own frames (detail.py relies on
+def test_the_traced_grid_is_where_the_engine_reads_the_source(name, source) -> None:
+    """Reading the first source through `render_traced`'s grids gives its frames (detail.py relies on
     it): the source itself for static, the moved face for warp."""
     r = get_renderer(name, SIZE, "cpu", None, mouth=False)
     r.prepare([source, other(source)])
     targets = np.stack([source.points + [6, -4], source.points * 1.03]).astype(np.float32)
-    grids = torch.as_tensor(r.sampling_grid(targets))
+    frames, grids = r.render_traced(targets)
+    np.testing.assert_array_equal(frames, r.render(targets))
+    grids = torch.as_tensor(grids)
     assert grids.ndim == 4 and grids.shape[0] == 2 and grids.shape[-1] == 2
     face = torch.tensor(source.face).permute(2, 0, 1)[None].float().expand(2, -1, -1, -1)
     read = F.grid_sample(
         face, resize_grid(grids, SIZE), mode="bilinear", padding_mode="border", align_corners=False
     )
     read = read.round().permute(0, 2, 3, 1).numpy()
-    assert np.abs(read - r.render(targets)).max() <= 1
+    assert np.abs(read - frames).max() <= 1
     if name == "warp":  # falsifiable: the frames moved, so reading the source unmoved would not match
         assert np.abs(read[0] - source.face).mean() > 5
 

@@ -164,26 +164,35 @@ def test_the_mouth_painter_paints_each_portrait_of_a_group_as_alone(tiny, leads,
     assert np.abs(lit - np.stack(each).astype(np.int16)).max() <= 1
 
 
-def test_the_sampling_grid_is_where_g_reads_the_lead(tiny, leads, targets) -> None:
-    """`sampling_grid` is G's own refined flow for the first source (detail.py moves the picture's pixels
-    by it), whatever the other sources; and a group gives each portrait's grid as alone."""
+def test_the_traced_grid_is_where_g_reads_the_lead(tiny, leads, targets) -> None:
+    """`render_traced` gives `render`'s frames and G's own refined flow for the first source (detail.py
+    moves the picture's pixels by it), whatever the other sources; a group gives each portrait's as alone."""
+    from animate_portrait.engines.mouth import MouthFilled
     from animate_portrait.models.blocks import rasterise_sketch, to_unit
+    from animate_portrait.models.generator import SourceState
 
     renderer = NeuralRenderer(SIZE, "cpu", tiny)
     renderer.prepare([leads[0], leads[1]])
-    grids = renderer.sampling_grid(targets[0])
+    frames, grids = renderer.render_traced(targets[0])
+    np.testing.assert_array_equal(frames, renderer.render(targets[0]))
     pts = renderer._points(targets[0])
-    s = renderer.model_size
+    s, st = renderer.model_size, renderer._state
+    both = SourceState(st.img, st.img_q, st.sketch_q, [], st.points)
     with torch.inference_mode():
-        _, aux = renderer.G(rasterise_sketch(pts, s), to_unit(pts, s), renderer._psi, renderer._state)
-    own = aux["grid"].unflatten(0, (len(pts), 2))  # (T, K, q, q, 2)
+        own = renderer.G.flows(rasterise_sketch(pts, s), to_unit(pts, s), both)[0]
+    own = own.unflatten(0, (len(pts), 2))  # (T, K, q, q, 2): each source's flow on its own
     np.testing.assert_allclose(grids, own[:, 0].numpy(), atol=1e-5)
     assert (own[:, 0] - own[:, 1]).abs().max() > 1e-3  # falsifiable: the second source's grid differs
     assert np.abs(grids[0] - grids[5]).max() > 1e-3  # and so do the frames'
     alone = []
     for lead, own_targets in zip(leads, targets, strict=True):
         renderer.prepare([lead])
-        alone.append(renderer.sampling_grid(own_targets))
-    renderer = NeuralRenderer(SIZE, "cpu", tiny, batch=8)
-    renderer.prepare_group([[lead] for lead in leads])
-    np.testing.assert_allclose(renderer.sampling_grid_group(targets), np.stack(alone), atol=1e-5)
+        alone.append(renderer.render_traced(own_targets))
+    painted = MouthFilled(NeuralRenderer(SIZE, "cpu", tiny, batch=8))
+    painted.prepare_group([[lead] for lead in leads])
+    together = painted.render_group_traced(targets)
+    np.testing.assert_allclose(together.grids, np.stack([a.grids for a in alone]), atol=1e-5)
+    np.testing.assert_array_equal(together.frames, painted.render_group(targets))  # painted, as untraced
+    assert (
+        np.abs(together.frames.astype(int) - np.stack([a.frames for a in alone])).max() > 10
+    )  # it did paint

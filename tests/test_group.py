@@ -83,16 +83,15 @@ def test_a_group_writes_the_videos_each_portrait_gets_alone(
 
 def test_ctrl_c_during_a_group_leaves_no_file(tmp_path, tiny, portraits, driving, monkeypatch) -> None:
     pipeline = Pipeline(_config(tiny))
-    renderer = pipeline.renderer
-    real, calls = renderer.render_group, []
+    real, calls = pipeline.render_group, []
 
-    def interrupted(targets, **mouths):
+    def interrupted(leads, chunk, traced=False):
         calls.append(1)
         if len(calls) == 2:  # after the first chunk has gone to the encoders
             raise KeyboardInterrupt
-        return real(targets, **mouths)
+        return real(leads, chunk, traced)
 
-    monkeypatch.setattr(renderer, "render_group", interrupted)
+    monkeypatch.setattr(pipeline, "render_group", interrupted)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(KeyboardInterrupt):
@@ -106,7 +105,8 @@ def test_a_failed_forward_pass_fails_the_group_alone(tmp_path, tiny, portraits, 
     def out_of_memory(targets, **mouths):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(pipeline.renderer, "render_group", out_of_memory)
+    for name in ("render_group", "render_group_traced"):  # the traced pass where a face keeps its detail
+        monkeypatch.setattr(pipeline.renderer, name, out_of_memory)
     out = tmp_path / "out"
     out.mkdir()
     outcomes = animate_group(pipeline, [(p, out / f"{p.stem}.mp4") for p in portraits[:2]], driving)

@@ -94,6 +94,7 @@ def run_bench(
 ) -> BenchResult:
     # Imported here: this module is loaded to register the command, and torch/dlib would slow every start.
     from . import face, gaze, motion, video
+    from .engines.base import Traced, rendered
     from .engines.mouth import profiles_arg
     from .pipeline import RENDER_BATCH, Pipeline
 
@@ -117,29 +118,30 @@ def run_bench(
     renderer.render(targets[:1])  # warm-up: first calls allocate and (on GPU) compile
     mouths = pipeline.mouth_profiles(driving)  # the driver's mouth interiors, painted as `animate` does
 
-    def render(s: int) -> np.ndarray:
-        batch = slice(s, s + RENDER_BATCH)
-        return renderer.render(targets[batch], **profiles_arg(mouths, batch))
+    [full] = pipeline.details([source])  # None (0 ms): the picture holds the face at about the working size
 
-    t_render, crops = _timed(lambda: [c for s in range(0, n, RENDER_BATCH) for c in render(s)])
+    def render() -> Traced:  # with the grids the detail needs, from the same passes, as `animate` does
+        batch = [slice(s, s + RENDER_BATCH) for s in range(0, n, RENDER_BATCH)]
+        passes = [rendered(renderer, targets[b], full is not None, profiles_arg(mouths, b)) for b in batch]
+        frames, grids = zip(*passes, strict=True)
+        return Traced(np.concatenate(frames), None if full is None else np.concatenate(grids))
+
+    t_render, (crops, grids) = _timed(render)
     ms["render"] = t_render / n * 1e3
     changes = pipeline.gaze_changes(driving)  # None (0 ms) with --no-gaze or a driver without gaze
 
     def move_irises() -> np.ndarray:
         if changes is None:
-            return np.stack(crops)
+            return crops
         looks = gaze.GazeMoves(gaze.read_gaze(source.face, source.points)[None], changes)
-        return looks.apply(np.stack(crops)[None], targets[None])[0]
+        return looks.apply(crops[None], targets[None])[0]
 
     t_gaze, crops = _timed(move_irises)
     ms["gaze"] = t_gaze / n * 1e3
-    [full] = pipeline.details([source])  # None (0 ms): the picture holds the face at about the working size
 
     def restore() -> tuple[np.ndarray, Crop]:
         if full is None:
             return crops, source.crop
-        steps = range(0, n, RENDER_BATCH)
-        grids = np.concatenate([renderer.sampling_grid(targets[s : s + RENDER_BATCH]) for s in steps])
         return full.restore(crops, grids), full.crop
 
     t_detail, (faces, box) = _timed(restore)

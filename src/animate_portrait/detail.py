@@ -3,7 +3,7 @@
 Every engine renders the face at the working size (256²), so in a big picture the pasted face is
 upsampled (3× for a face crop 768 px across) and looks soft beside its sharp surroundings. Yet most of
 a rendered face is the portrait's own pixels, moved, and the engine says where it read them
-(`Renderer.sampling_grid`): the same flow moves the picture's own pixels. What the working size lost
+(`Renderer.render_traced`): the same flow moves the picture's own pixels. What the working size lost
 (those moved pixels less the working-size crop moved alike, upsampled) is added to the upsampled render
 wherever the render agrees with that working-size warp. Where the engine drew something else (the
 painted or generated mouth interior, irises moved by the gaze, the neural decoder's own strokes) the two
@@ -81,7 +81,7 @@ class Detail:
         self._to_full = 1 / scale  # a working-size displacement in the full crop's coordinates
 
     def restore(self, rendered: np.ndarray, grids: np.ndarray) -> np.ndarray:
-        """(B, size, size, 3) renders and their (B, g, g, 2) sampling grids (`Renderer.sampling_grid`) →
+        """(B, size, size, 3) renders and their (B, g, g, 2) sampling grids (`Renderer.render_traced`) →
         (B, side, side, 3) uint8, frame by frame (at 1024² a batch would hold hundreds of MB)."""
         return np.stack([self._one(crop, grid) for crop, grid in zip(rendered, grids, strict=True)])
 

@@ -91,8 +91,7 @@ def _chunks(pipeline: Pipeline, leads: list[SourceFace], driving: Motion, detail
     """(P, t, size, size, 3) crops per chunk of t driver frames, retargeted onto each portrait, and where
     they read each portrait (P, t, g, g, 2), or None where no portrait restores its detail."""
     for chunk in pipeline.moves(leads, driving):
-        grids = pipeline.sampling_grids(leads, chunk) if any(details) else None
-        yield pipeline.render_group(leads, chunk), grids
+        yield pipeline.render_group(leads, chunk, traced=any(details))
 
 
 def _open(pipeline: Pipeline, output: Path, lead: SourceFace, driving: Motion) -> VideoOut:

@@ -18,6 +18,7 @@ import numpy as np
 from . import detail, face, gaze, motion, video
 from .compare import DriverPanels, SideBySideWriter
 from .engines import Renderer, get_renderer
+from .engines.base import Traced, rendered
 from .engines.mouth import profiles_arg
 from .errors import InputError, NoFaceError
 from .landmarks import LandmarkDetector, get_detector
@@ -244,22 +245,23 @@ class Pipeline:
         if getattr(self.renderer, "groups", False):
             self.renderer.prepare_group([[lead] for lead in leads])
 
-    def render_group(self, leads: Sequence[SourceFace], chunk: Chunk) -> np.ndarray:
+    def render_group(self, leads: Sequence[SourceFace], chunk: Chunk, traced: bool = False) -> Traced:
         """A chunk's (P, t, 68, 2) targets (from `moves`) → (P, t, size, size, 3) crops: in one pass where
         the renderer can (it says so with `groups = True`, as the neural engine does, after
         `prepare_group`), else portrait by portrait (static and warp: their `prepare` is a copy, so
-        preparing for every chunk costs nothing). Every portrait's irises and mouth follow the driver's."""
+        preparing for every chunk costs nothing). Every portrait's irises and mouth follow the driver's.
+        `traced`: with the (P, t, g, g, 2) grids where the crops read each lead (detail.py), else None."""
         renderer, targets = self.renderer, chunk.targets
         mouths = profiles_arg(chunk.mouths)
         if getattr(renderer, "groups", False):
-            out = renderer.render_group(targets, **mouths)
+            out = rendered(renderer, targets, traced, mouths, group=True)
         else:
-            out = []
+            each = []
             for lead, own in zip(leads, targets, strict=True):
                 renderer.prepare([lead])
-                out.append(renderer.render(own, **mouths))
-            out = np.stack(out)
-        return out if chunk.looks is None else chunk.looks.apply(out, targets)
+                each.append(rendered(renderer, own, traced, mouths))
+            out = Traced(*(None if part[0] is None else np.stack(part) for part in zip(*each, strict=True)))
+        return out if chunk.looks is None else out._replace(frames=chunk.looks.apply(out.frames, targets))
 
     def details(self, leads: Sequence[SourceFace]) -> list[detail.Detail | None]:
         """What gives each lead's face its full-resolution detail when pasted back (detail.py); None in a
@@ -267,17 +269,6 @@ class Pipeline:
         cfg = self.config
         on = not cfg.crop_only and cfg.detail
         return [detail.Detail(lead, self.device) if on and detail.worth_it(lead) else None for lead in leads]
-
-    def sampling_grids(self, leads: Sequence[SourceFace], chunk: Chunk) -> np.ndarray:
-        """(P, t, g, g, 2) where `render_group`'s render of this chunk reads each lead (detail.py)."""
-        renderer = self.renderer
-        if getattr(renderer, "groups", False):
-            return renderer.sampling_grid_group(chunk.targets)
-        out = []
-        for lead, own in zip(leads, chunk.targets, strict=True):
-            renderer.prepare([lead])
-            out.append(renderer.sampling_grid(own))
-        return np.stack(out)
 
     def render_frames(self, sources: Sequence[SourceFace], driving: Motion) -> Iterator[np.ndarray]:
         """Frames of the face crop (or of the whole picture), one driver frame at a time."""
@@ -289,13 +280,14 @@ class Pipeline:
         renderer.prepare(sources)
         details = self.details([lead])
         for chunk in self.moves([lead], driving):
-            crops = renderer.render(chunk.targets[0], **profiles_arg(chunk.mouths))[None]
-            crops = crops if chunk.looks is None else chunk.looks.apply(crops, chunk.targets)
+            crops, grids = rendered(
+                renderer, chunk.targets[0], details[0] is not None, profiles_arg(chunk.mouths)
+            )
+            crops = crops[None] if chunk.looks is None else chunk.looks.apply(crops[None], chunk.targets)
             if self.config.crop_only:
                 yield from crops[0]
                 continue
-            grids = renderer.sampling_grid(chunk.targets[0])[None] if details[0] else None
-            yield from pasted(lead.image, [lead], details, crops, grids)
+            yield from pasted(lead.image, [lead], details, crops, None if grids is None else grids[None])
 
     def faces_animated(self, lead: SourceFace) -> int:
         """How many faces of the lead's picture are driven: all with `--faces all` (not in a crop)."""
@@ -308,9 +300,8 @@ class Pipeline:
         self.prepare_group(leads)
         details = self.details(leads)
         for chunk in self.moves(leads, driving):
-            rendered = self.render_group(leads, chunk)  # (faces, t, size, size, 3)
-            grids = self.sampling_grids(leads, chunk) if any(details) else None
-            yield from pasted(lead.image, leads, details, rendered, grids)
+            crops, grids = self.render_group(leads, chunk, traced=any(details))  # (faces, t, size, size, 3)
+            yield from pasted(lead.image, leads, details, crops, grids)
 
     def animate(
         self,

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import face, motion, video
+from .engines.base import rendered
 from .engines.mouth import profiles_arg
 from .errors import InputError
 from .pipeline import AnimateResult, Pipeline, Progress, pasted
@@ -138,13 +139,12 @@ def render_frames(
         renderer.prepare([own])  # this frame is the one source: its pixels, its pose
         painted = profiles_arg(mouths, slice(t, t + 1))
         goal = crop.to_crop(goals[t])[None]
-        rendered = renderer.render(goal, **painted)
-        if config.crop_only:
-            yield rendered[0]
-            continue
         details = pipeline.details([own])  # the frame's own full-resolution face
-        grids = renderer.sampling_grid(goal)[None] if details[0] else None
-        yield from pasted(frame, [own], details, rendered[None], grids)
+        dubbed, grids = rendered(renderer, goal, details[0] is not None, painted)
+        if config.crop_only:
+            yield dubbed[0]
+            continue
+        yield from pasted(frame, [own], details, dubbed[None], None if grids is None else grids[None])
 
 
 def animate_video(

@@ -32,7 +32,7 @@ from scipy.ndimage import map_coordinates
 
 from ..motion import similarity
 from ..types import SourceFace
-from .base import Renderer
+from .base import Renderer, Traced
 
 INNER = list(range(60, 68))  # inner lip contour, iBUG 68 layout: 60 and 64 are the corners
 UPPER, LOWER = (61, 62, 63), (67, 66, 65)  # facing pairs across the inner lips
@@ -319,14 +319,12 @@ class MouthFilled:
 
     def render(self, targets: np.ndarray, profiles: np.ndarray | None = None) -> np.ndarray:
         """`profiles` (B, 2, PROFILE_ROWS): the driver's mouth interior per target (`read_interior`)."""
-        frames = self.inner.render(targets)
-        pts = np.asarray(targets, np.float32)
-        if self._source is None:
-            raise RuntimeError("render() before prepare()")
-        lit = _each(profiles, len(pts))
-        return np.stack(
-            [paint_interior(f, p, self._source, q) for f, p, q in zip(frames, pts, lit, strict=True)]
-        )
+        return self._painted(self.inner.render(targets), targets, profiles, self._source)
+
+    def render_traced(self, targets: np.ndarray, profiles: np.ndarray | None = None) -> Traced:
+        """`render`'s frames, and the wrapped renderer's grids (the paint reads no source)."""
+        frames, grids = self.inner.render_traced(targets)
+        return Traced(self._painted(frames, targets, profiles, self._source), grids)
 
     # Several portraits per forward pass (group.py), when the wrapped renderer has them (`groups`).
     def prepare_group(self, groups: Sequence[Sequence[SourceFace]]) -> None:
@@ -335,15 +333,28 @@ class MouthFilled:
 
     def render_group(self, targets: np.ndarray, profiles: np.ndarray | None = None) -> np.ndarray:
         """(P, t, 68, 2) targets; `profiles` (t, 2, PROFILE_ROWS), the same driver's for every portrait."""
-        frames = self.inner.render_group(targets)
+        return self._group_painted(self.inner.render_group(targets), targets, profiles)
+
+    def render_group_traced(self, targets: np.ndarray, profiles: np.ndarray | None = None) -> Traced:
+        frames, grids = self.inner.render_group_traced(targets)
+        return Traced(self._group_painted(frames, targets, profiles), grids)
+
+    def _group_painted(
+        self, frames: np.ndarray, targets: np.ndarray, profiles: np.ndarray | None
+    ) -> np.ndarray:
+        own = zip(frames, targets, self._group_sources, strict=True)
+        return np.stack([self._painted(f, t, profiles, source) for f, t, source in own])
+
+    @staticmethod
+    def _painted(
+        frames: np.ndarray, targets: np.ndarray, profiles: np.ndarray | None, source: MouthSource | None
+    ) -> np.ndarray:
+        """One portrait's frames with the mouth interior painted in, one profile (or None) per frame."""
+        if source is None:
+            raise RuntimeError("render() before prepare()")
         pts = np.asarray(targets, np.float32)
-        lit = _each(profiles, pts.shape[1])
-        return np.stack(
-            [
-                [paint_interior(f, p, source, q) for f, p, q in zip(own, own_pts, lit, strict=True)]
-                for own, own_pts, source in zip(frames, pts, self._group_sources, strict=True)
-            ]
-        )
+        lit = _each(profiles, len(pts))
+        return np.stack([paint_interior(f, p, source, q) for f, p, q in zip(frames, pts, lit, strict=True)])
 
 
 def profiles_arg(profiles: np.ndarray | None, frames: slice | list[int] = slice(None)) -> dict:

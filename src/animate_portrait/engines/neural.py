@@ -24,7 +24,7 @@ from ..models.blocks import rasterise_sketch, to_unit
 from ..models.generator import SourceState
 from ..types import SourceFace
 from ..weights import DEFAULT_WEIGHTS, load_weights
-from .base import check_sources, check_targets
+from .base import Traced, check_sources, check_targets
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 # K > 1: how strongly G's fusion favours the sources whose face shape is closest to each target frame
@@ -142,50 +142,44 @@ class NeuralRenderer:
             self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
         )
 
-    def _forward(self, pts: torch.Tensor, psi: torch.Tensor, state: SourceState) -> np.ndarray:
-        """G's per-frame part for (N, 68, 2) model-pixel targets → (N, size, size, 3) uint8."""
+    def _forward(self, pts: torch.Tensor, psi: torch.Tensor, state: SourceState) -> Traced:
+        """G's per-frame part for (N, 68, 2) model-pixel targets → (N, size, size, 3) uint8 crops, and
+        where G read the lead (first) source: its refined flow, (N, S/4, S/4, 2) in the lead's crop."""
         s = self.model_size
         y = rasterise_sketch(pts, s)
         if self.channels_last:
             y = y.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            out, _ = self._g(y, to_unit(pts, s), psi, state, self.match)
+            out, aux = self._g(y, to_unit(pts, s), psi, state, self.match)
         out = out.float()
         if self.size != s:
             out = F.interpolate(out, size=(self.size, self.size), mode="bilinear", antialias=True)
         img = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        return img.permute(0, 2, 3, 1).cpu().numpy()
+        lead = aux["grid"].unflatten(0, (len(pts), -1))[:, 0]  # (N·K, …) grids, the lead's first
+        return Traced(img.permute(0, 2, 3, 1).cpu().numpy(), lead.float().cpu().numpy())
+
+    def render(self, targets: np.ndarray) -> np.ndarray:
+        return self.render_traced(targets).frames
 
     @torch.inference_mode()
-    def render(self, targets: np.ndarray) -> np.ndarray:
+    def render_traced(self, targets: np.ndarray) -> Traced:
+        """The crops and (B, S/4, S/4, 2) grids: G's own flow for the lead, from the same pass (detail.py)."""
         if self._state is None or self._psi is None:
             raise RuntimeError("call prepare() before render()")
         targets = check_targets(targets)
-        outs = [
+        passes = [
             self._forward(self._points(targets[i : i + self.batch]), self._psi, self._state)
             for i in range(0, len(targets), self.batch)
         ]
-        return np.concatenate(outs) if outs else np.zeros((0, self.size, self.size, 3), np.uint8)
+        if not passes:
+            return self._none(0)
+        return Traced(*(np.concatenate(part) for part in zip(*passes, strict=True)))
 
-    def _lead_grids(self, pts: torch.Tensor, state: SourceState) -> np.ndarray:
-        """Where G reads the lead (first) source for (N, 68, 2) model-pixel targets: its refined flow, as
-        (N, S/4, S/4, 2) grid_sample coordinates (align_corners=False) in the lead's crop."""
-        s = self.model_size
-        lead = SourceState(
-            state.img[:, :1], state.img_q[:, :1], state.sketch_q[:, :1], [], state.points[:, :1]
-        )
-        with self._autocast():
-            grid, _, _ = self.G.flows(rasterise_sketch(pts, s), to_unit(pts, s), lead)
-        return grid.float().cpu().numpy()
-
-    @torch.inference_mode()
-    def sampling_grid(self, targets: np.ndarray) -> np.ndarray:
-        """(B, 68, 2) targets → (B, S/4, S/4, 2): where each output pixel reads the lead (detail.py)."""
-        if self._state is None:
-            raise RuntimeError("call prepare() before sampling_grid()")
-        targets = check_targets(targets)
-        pts = [self._points(targets[i : i + self.batch]) for i in range(0, len(targets), self.batch)]
-        return np.concatenate([self._lead_grids(p, self._state) for p in pts])
+    def _none(self, *lead: int) -> Traced:
+        """No frames: empty crops and grids of the right shapes, `lead` their leading dimensions."""
+        q = self.model_size // 4
+        crops = np.zeros((*lead, self.size, self.size, 3), np.uint8)
+        return Traced(crops, np.zeros((*lead, q, q, 2), np.float32))
 
     def _group_passes(self, targets: np.ndarray):
         """The forward passes of `render_group`: (first frame i, frames t, model-pixel targets of P × t, the
@@ -202,24 +196,27 @@ class NeuralRenderer:
             t = chunk.shape[0] // p
             yield (i, t, self._points(chunk), *self._repeat(t))
 
-    @torch.inference_mode()
     def render_group(self, targets: np.ndarray) -> np.ndarray:
         """(P, T, 68, 2) targets, each portrait's own → (P, T, size, size, 3) uint8 crops.
 
         One forward pass takes t = batch // P frames of every portrait (at least one each)."""
-        p, n = np.shape(targets)[:2]
-        out = np.zeros((p, n, self.size, self.size, 3), np.uint8)
-        for i, t, pts, psi_t, state_t in self._group_passes(targets):
-            frames = self._forward(pts, psi_t, state_t)
-            out[:, i : i + t] = frames.reshape(p, t, *frames.shape[1:])
-        return out
+        return self.render_group_traced(targets).frames
 
     @torch.inference_mode()
-    def sampling_grid_group(self, targets: np.ndarray) -> np.ndarray:
-        """`sampling_grid` for `render_group`'s (P, T, 68, 2) targets → (P, T, S/4, S/4, 2)."""
+    def render_group_traced(self, targets: np.ndarray) -> Traced:
+        """`render_group`'s crops and where each read its portrait: (P, T, S/4, S/4, 2)."""
         p = len(targets)
-        grids = [self._lead_grids(pts, state_t) for _, _, pts, _, state_t in self._group_passes(targets)]
-        return np.concatenate([g.reshape(p, -1, *g.shape[1:]) for g in grids], axis=1)
+        passes = [
+            self._forward(pts, psi_t, state_t) for _, _, pts, psi_t, state_t in self._group_passes(targets)
+        ]
+        if not passes:
+            return self._none(p, 0)
+        return Traced(
+            *(
+                np.concatenate([x.reshape(p, -1, *x.shape[1:]) for x in part], axis=1)
+                for part in zip(*passes, strict=True)
+            )
+        )
 
     def _repeat(self, t: int) -> tuple[torch.Tensor, SourceState]:
         """The group's ψ̂ and sources, each portrait's repeated for its t frames (kept for the next chunk)."""

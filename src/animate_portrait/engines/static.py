@@ -8,7 +8,7 @@ import numpy as np
 
 from ..models.blocks import identity_grid
 from ..types import SourceFace
-from .base import check_sources, check_targets
+from .base import Traced, check_sources, check_targets
 
 
 class StaticRenderer:
@@ -28,7 +28,7 @@ class StaticRenderer:
         n = len(check_targets(targets))
         return np.repeat(self._face[None], n, axis=0)
 
-    def sampling_grid(self, targets: np.ndarray) -> np.ndarray:
-        """(B, 2, 2, 2): every output pixel reads the source where it is (detail.py)."""
-        n = len(check_targets(targets))
-        return np.repeat(identity_grid(2).numpy(), n, axis=0)
+    def render_traced(self, targets: np.ndarray) -> Traced:
+        """The crops and (B, 2, 2, 2) grids: every output pixel reads the source where it is."""
+        frames = self.render(targets)
+        return Traced(frames, np.repeat(identity_grid(2).numpy(), len(frames), axis=0))

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..types import SourceFace
-from .base import check_sources, check_targets
+from .base import Traced, check_sources, check_targets
 
 # Bending regulariser added to the kernel's diagonal. It leaves an exact fit where the points agree
 # and keeps the system solvable where two targets coincide with different sources (lips pressed
@@ -98,17 +98,23 @@ class WarpRenderer:
         self._face = face.permute(2, 0, 1)[None].float()
         self._points = torch.cat([self._normalise(lead.points), self.anchors])
 
-    @torch.inference_mode()
     def render(self, targets: np.ndarray) -> np.ndarray:
-        frames = [self._sample(sampling) for sampling in self._grids(targets)]
-        # Contiguous (B, H, W, 3): a permuted view would reach dlib, PIL and ffmpeg with strides they
-        # ignore (dlib then reads scrambled pixels).
-        return torch.cat(frames).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        return self._render(targets, traced=False).frames
+
+    def render_traced(self, targets: np.ndarray) -> Traced:
+        """The crops and their splines, (B, size, size, 2): where each output pixel read the source."""
+        return self._render(targets, traced=True)
 
     @torch.inference_mode()
-    def sampling_grid(self, targets: np.ndarray) -> np.ndarray:
-        """(B, 68, 2) targets → (B, size, size, 2): where each output pixel reads the source (detail.py)."""
-        return torch.cat(list(self._grids(targets))).cpu().numpy()
+    def _render(self, targets: np.ndarray, traced: bool) -> Traced:
+        frames, grids = [], []
+        for sampling in self._grids(targets):
+            frames.append(self._sample(sampling))
+            grids += [sampling] if traced else []
+        # Contiguous (B, H, W, 3): a permuted view would reach dlib, PIL and ffmpeg with strides they
+        # ignore (dlib then reads scrambled pixels).
+        crops = torch.cat(frames).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        return Traced(crops, torch.cat(grids).cpu().numpy() if traced else None)
 
     def _grids(self, targets: np.ndarray) -> Iterator[torch.Tensor]:
         """The splines fitted at `targets`, as (n, size, size, 2) grid_sample coordinates, n frames at a
