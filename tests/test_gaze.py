@@ -72,6 +72,41 @@ def test_read_gaze_of_shut_eyes_is_nan() -> None:
     assert np.isnan(gaze.read_gaze(image, points)).all()
 
 
+def test_read_gaze_behind_dark_glasses_is_nan() -> None:
+    """Lenses over both eyes: no white around a darker iris, so no reading (which darkest third of a
+    uniformly dark lens is "the iris" would be noise), while the same eyes bare are read."""
+    image, points = face_with_eyes(0.15)
+    assert np.isfinite(gaze.read_gaze(image, points)).all()
+    shaded = Image.fromarray(image)
+    for idx in gaze.EYES:
+        centre = points[idx].mean(0)
+        box = (*(centre - (WIDTH * 0.7, 12)), *(centre + (WIDTH * 0.7, 12)))
+        ImageDraw.Draw(shaded).ellipse(box, fill=(22, 22, 26))
+    lenses = np.asarray(shaded).copy()
+    lenses[::2, ::2] += 3  # not perfectly flat: a lens shows a little texture
+    assert np.isnan(gaze.read_gaze(lenses, points)).all()
+
+
+def test_unread_eyes_stay_as_rendered() -> None:
+    """A portrait whose gaze was not read (NaN) keeps its eyes whatever the driver's glance; read, they
+    move."""
+    image, points = face_with_eyes(0.0)
+    glance = np.array([[0.2, 0.0]])
+    still = gaze.follow(image[None], points[None], np.full(2, np.nan), glance)[0]
+    np.testing.assert_array_equal(still, image)
+    assert (
+        np.abs(gaze.follow(image[None], points[None], np.zeros(2), glance)[0].astype(int) - image).max() > 50
+    )
+
+
+def test_real_dark_glasses_are_not_read(shared_data: Path) -> None:
+    """Neo's sunglasses (a MakeItTalk portrait) give no reading; a bare-eyed photo beside it does."""
+    pipeline = Pipeline(RenderConfig(engine="warp"))
+    for name, readable in (("yzhou359__MakeItTalk__neo.jpg", False), ("TMElyralab__MuseTalk__man.png", True)):
+        lead = pipeline.load_sources([shared_data / "portraits" / name])[0]
+        assert np.isfinite(gaze.read_gaze(lead.face, lead.points)).all() == readable, name
+
+
 def test_follow_moves_the_irises_and_nothing_else() -> None:
     image, points = face_with_eyes(0.0)
     moved = gaze.follow(image[None], points[None], np.zeros(2), np.array([[0.2, 0.0]]))[0]

@@ -28,6 +28,11 @@ from .motion import fill_gaps
 REGIONS = ("all", "expression", "eyes")  # the --region choices that take the driver's gaze (motion.REGIONS)
 EYES = (np.arange(36, 42), np.arange(42, 48))  # each: left corner, 2 upper lid, right corner, 2 lower lid
 DARK_PERCENTILE = 30  # the iris (and pupil) is the darkest ~third of the open eye
+# An eye is read only where its white stands out from its iris: its 90th-percentile luma at least MIN_CONTRAST
+# grey levels and MIN_RATIO times above the DARK_PERCENTILE one. Dark glasses, goggles, a statue's hollow
+# eye or landmarks on fur have no such white; among the 264 portraits of ../shared with dlib faces, the 5
+# eyes below either bound were those (docs/RESULTS.md, "Gaze").
+MIN_CONTRAST, MIN_RATIO = 12.0, 1.2
 MIN_OPEN = 0.18  # lid gap / eye width below which an eye counts as shut: no iris to read
 MIN_WIDTH_PX = 8.0  # an eye narrower than this is too small to read
 MEDIAN_FRAMES = 5  # a one- or two-frame misreading (a lash, a reflection) is dropped; a glance is kept
@@ -93,7 +98,9 @@ def _iris_centre(image: np.ndarray, eye: np.ndarray) -> np.ndarray | None:
     if mask.sum() < 6:
         return None
     luma = image[y0:y1, x0:x1].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    threshold = np.percentile(luma[mask], DARK_PERCENTILE)
+    threshold, white = np.percentile(luma[mask], DARK_PERCENTILE), np.percentile(luma[mask], 90)
+    if white - threshold < MIN_CONTRAST or white < MIN_RATIO * threshold:
+        return None  # no white around a darker iris: nothing here says where the eye looks
     # every pixel as dark as the threshold counts, darker ones more (a flat eye reads as its middle)
     weight = (luma <= threshold) * (1.0 + threshold - luma) * mask
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32) + 0.5  # pixel centres
@@ -148,9 +155,12 @@ def follow(crops: np.ndarray, targets: np.ndarray, own: np.ndarray, changes: np.
     """Move the irises of rendered crops (N, S, S, 3) by the driver's gaze changes (N, 2).
 
     `targets` (N, 68, 2) are the landmarks the crops were rendered at; `own` (2,) is the portrait's gaze,
-    which the change moves from (clamped to MAX_U, MAX_V: the iris stays inside the eye)."""
-    own = np.nan_to_num(np.asarray(own, np.float64))
+    which the change moves from (clamped to MAX_U, MAX_V: the iris stays inside the eye). A portrait whose
+    gaze was not read (NaN: shut eyes, dark glasses) keeps its eyes as rendered."""
+    own = np.asarray(own, np.float64)
     out = np.array(crops, copy=True)
+    if not np.isfinite(own).all():
+        return out
     for n in range(len(out)):
         goal = np.clip(own + changes[n], (-MAX_U, -MAX_V), (MAX_U, MAX_V))
         move = goal - np.clip(own, (-MAX_U, -MAX_V), (MAX_U, MAX_V))
