@@ -125,3 +125,49 @@ def test_a_group_of_bad_portraits_is_errors_only(tmp_path, tiny, driving) -> Non
     )
     assert [type(o).__name__ for o in outcomes] == ["InputError", "InputError"]
     assert list(out.iterdir()) == []
+
+
+def test_the_next_chunk_is_made_in_a_thread_in_order_and_errors_come_through() -> None:
+    """group._ahead: the items as the plain iterator gives them, made off the caller's thread; a failure
+    after two items reaches the caller after those two."""
+    import threading
+
+    from animate_portrait.group import _ahead
+
+    makers = []
+
+    def chunks(fail_after: int | None = None):
+        for i in range(5):
+            if i == fail_after:
+                raise RuntimeError("CUDA out of memory")
+            makers.append(threading.get_ident())
+            yield i
+
+    assert list(_ahead(chunks())) == [0, 1, 2, 3, 4]
+    assert threading.get_ident() not in makers
+    got = []
+    with pytest.raises(RuntimeError, match="out of memory"):
+        for item in _ahead(chunks(fail_after=2)):
+            got.append(item)
+    assert got == [0, 1]
+
+
+def test_leaving_the_chunks_early_stops_their_thread() -> None:
+    """On an error in the caller (an encoder failing, Ctrl-C) the thread stops making chunks, and is gone
+    before the renderer could be used for the next group: at most the one in hand and one waiting."""
+    import threading
+
+    from animate_portrait.group import _ahead
+
+    made = []
+
+    def chunks():
+        for i in range(100):
+            made.append(i)
+            yield i
+
+    ahead = _ahead(chunks())
+    assert next(ahead) == 0
+    ahead.close()  # what leaving a for loop by an exception does
+    assert not any(t.name == "group-chunks" for t in threading.enumerate())
+    assert len(made) <= 3
