@@ -84,7 +84,9 @@ if [[ $HAVE_FFMPEG == 1 ]]; then
     --seconds "$DRIVER_SECONDS" --group "$GROUP" --out "$OUT"
   [[ -f "$OUT/batch.json" ]] && cat "$OUT/batch.json" | tee -a "$LOG"
   # the same, fewer portraits, without the per-frame CPU stages (irises, mouth painting): the difference is
-  # what they cost a GPU batch, whose render takes ~1-2 ms a frame (session 16: 80 portraits in 140 s)
+  # what they cost a GPU batch, whose render takes ~1-2 ms a frame (session 16: 80 portraits in 140 s;
+  # session 18, H200: a group of 16 took 19.5-20.8 s with them and 11.2-13.6 s without, before group.py made
+  # the next chunk in a thread; PORTRAITS=48 BATCH_LIMIT=120 lets the first run finish and write batch.json)
   if [[ ${BARE_PORTRAITS:-0} -gt 0 ]]; then
     step timeout "$BATCH_LIMIT" $PY scripts/gpu_batch.py --device "$DEVICE" --portraits "$BARE_PORTRAITS" \
       --seconds "$DRIVER_SECONDS" --group "$GROUP" --out "$OUT/bare" --no-gaze --no-mouth
