@@ -29,9 +29,9 @@ REGIONS = ("all", "expression", "eyes")  # the --region choices that take the dr
 EYES = (np.arange(36, 42), np.arange(42, 48))  # each: left corner, 2 upper lid, right corner, 2 lower lid
 DARK_PERCENTILE = 30  # the iris (and pupil) is the darkest ~third of the open eye
 # An eye is read only where its white stands out from its iris: its 90th-percentile luma at least MIN_CONTRAST
-# grey levels and MIN_RATIO times above the DARK_PERCENTILE one. Dark glasses, goggles, a statue's hollow
-# eye or landmarks on fur have no such white; among the 264 portraits of ../shared with dlib faces, the 5
-# eyes below either bound were those (docs/RESULTS.md, "Gaze").
+# grey levels and MIN_RATIO times above the DARK_PERCENTILE one. Dark glasses, goggles or landmarks on fur
+# have no such white: among the 264 portraits of ../shared with a dlib face, the 7 eyes below either bound
+# were those and one dark blur (docs/RESULTS.md, "Gaze").
 MIN_CONTRAST, MIN_RATIO = 12.0, 1.2
 MIN_OPEN = 0.18  # lid gap / eye width below which an eye counts as shut: no iris to read
 MIN_WIDTH_PX = 8.0  # an eye narrower than this is too small to read
