@@ -131,6 +131,11 @@ class Reporter:
             self.info(f"{driver}: no face in {filled} frames; their landmarks were filled from neighbours")
         if driving.n_faces_max > 1:
             self.info(f"{driver}: several faces seen; following the largest")
+        if driving.n_frames == 1 and pipeline.config.relative and role == "driver":
+            self.info(
+                f"{driver}: one frame, so relative motion has no change to carry over and the portrait stays "
+                "as it is; --absolute takes this face's expression (and some of its shape)"
+            )
         if driving.gaze is None and pipeline.follows_gaze and role == "driver":
             old = Path(driver).suffix.lower() == ".npz"
             why = (
@@ -162,7 +167,6 @@ class Reporter:
                 "all" if summary.get("faces_animated", 1) == found else "the largest (--faces all: every one)"
             )
             self.info(f"{summary['source']}: {found} faces found; animated {which}")
-        line = (
-            f"wrote {summary['output']} ({summary['frames']} frames, {summary['width']}×{summary['height']})"
-        )
+        n, size = summary["frames"], f"{summary['width']}×{summary['height']}"
+        line = f"wrote {summary['output']} ({n} frame{'' if n == 1 else 's'}, {size})"
         self.emit(summary, as_json, line)
