@@ -2,7 +2,7 @@
 
     P portraits ─► sources ─┐
     driver chunk ─► retarget onto each ─► Pipeline.render_group (P × t frames at once) ─► paste back
-                 (in a thread, one chunk ahead: `_ahead`)                              ─► P VideoWriters
+                 (in a thread, one chunk ahead: video.in_background)                   ─► P VideoWriters
                                                                   (each its own encoder thread and ffmpeg)
 
 A GPU renders one portrait's 8-frame chunk far below its capacity; stacking the portraits of a group
@@ -13,12 +13,9 @@ path; an error in the shared forward pass fails the group's remaining portraits.
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
@@ -32,7 +29,6 @@ from .types import Motion, SourceFace
 PORTRAIT_ERRORS = (InputError, OSError, RuntimeError, ValueError)
 
 Outcome = AnimateResult | Exception
-T = TypeVar("T")
 
 
 def animate_group(pipeline: Pipeline, jobs: Sequence[tuple[Path, Path]], driving: Motion) -> list[Outcome]:
@@ -67,7 +63,11 @@ def animate_group(pipeline: Pipeline, jobs: Sequence[tuple[Path, Path]], driving
         rendered = [leads[i] for i in order]
         details = pipeline.details(rendered)
         try:
-            for crops, grids in _ahead(_chunks(pipeline, rendered, driving, details)) if order else ():
+            # The next chunk is rendered and painted in a thread while this one is pasted back and encoded
+            # (on a GPU machine the painting, on the CPU, took longer than the render). Left unnamed, so
+            # that an error leaving the loop closes it: its thread is done before any writer is aborted.
+            chunks = _chunks(pipeline, rendered, driving, details)
+            for crops, grids in video.in_background(chunks, maxsize=1) if order else ():
                 for j, (i, own) in enumerate(zip(order, crops, strict=True)):
                     if i in writers:
                         own_grids = None if grids is None else grids[j : j + 1]
@@ -97,52 +97,6 @@ def _chunks(pipeline: Pipeline, leads: list[SourceFace], driving: Motion, detail
     they read each portrait (P, t, g, g, 2), or None where no portrait restores its detail."""
     for chunk in pipeline.moves(leads, driving):
         yield pipeline.render_group(leads, chunk, traced=any(details))
-
-
-def _ahead(items: Iterator[T]) -> Iterator[T]:
-    """`items`, the next one made in a thread while the caller takes this one: the next chunk's forward pass
-    and mouth painting overlap this chunk's paste-back and encoding (on a GPU machine the painting, on the
-    CPU, took longer than the render: docs/RESULTS.md, "Speed and memory"). An error in making an item is
-    raised here, in order; on leaving early (an error, Ctrl-C) the thread is stopped and waited for before
-    the renderer is used again."""
-    ready: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-    end = object()
-
-    def hand_over(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def make() -> None:
-        try:
-            for item in items:
-                if not hand_over((item, None)):
-                    return
-        except BaseException as err:  # raised again in the caller's thread
-            hand_over((end, err))
-            return
-        finally:
-            getattr(items, "close", lambda: None)()  # a generator left early runs its cleanup here
-        hand_over((end, None))
-
-    worker = threading.Thread(target=make, name="group-chunks", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, err = ready.get()
-            if err is not None:
-                raise err
-            if item is end:
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join()
 
 
 def _open(pipeline: Pipeline, output: Path, lead: SourceFace, driving: Motion) -> VideoOut:
