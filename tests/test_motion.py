@@ -400,6 +400,40 @@ def test_neutral_reference_keeps_pose_of_frame_zero_and_skips_undetected_frames(
     np.testing.assert_allclose(motion.neutral_reference(np.repeat(d0[None], 3, 0)), d0, atol=1e-3)
 
 
+def test_a_photo_driver_opens_the_portraits_mouth_as_far_as_its_own_is_open() -> None:
+    """One frame has no resting face of its own: photo_reference closes its mouth, so under relative motion
+    the portrait opens by the photo's opening (before, a photo moved nothing); its eyes and pose stay."""
+    face = closed_portrait()
+    iod = float(np.linalg.norm(face[45] - face[36]))
+    for amount in (0.0, 0.1, 0.25):
+        eyes = face[42:48].mean(0) - face[36:42].mean(0)
+        down = np.array([-eyes[1], eyes[0]]) / np.linalg.norm(eyes)  # perpendicular to the eyes' line
+        opened = face.copy()
+        opened[LOWER_FACE] += amount * iod * down
+        photo = similar(opened, 0.7, -5, (40, 10))[None]
+        photo[0, [41, 40, 47, 46]] = photo[0, [37, 38, 43, 44]]  # shut eyes, which the portrait keeps open
+        reference = motion.neutral_reference(photo)
+        assert motion.mouth_opening(reference) < 0.01  # shut, but for a quarter of the average mouth's gap
+        keep = np.setdiff1d(np.arange(68), motion.MOUTH_REGION)
+        np.testing.assert_allclose(reference[keep], photo[0, keep], atol=1e-4)  # eyes, brows, nose: its own
+        src = closed_portrait()
+        out = motion.retarget(src, photo, reference=reference)[0]
+        assert motion.mouth_opening(out) == pytest.approx(amount, abs=0.02)
+        assert motion.eye_opening(out) == pytest.approx(motion.eye_opening(src), abs=1e-3)
+        np.testing.assert_allclose(out[motion.STABLE], src[motion.STABLE], atol=0.5)  # no pose change
+
+
+def test_the_average_resting_face_as_a_photo_moves_nothing() -> None:
+    """The face a photo's mouth is measured against, given as the photo: no expression to carry over."""
+    average = motion._average_resting_face()
+    assert average.shape == (68, 2) and motion.mouth_opening(average) < 0.05  # about shut
+    photo = similar(average * 80 + 200, 1.0, 8, (0, 0))[None].astype(np.float32)
+    src = closed_portrait()
+    out = motion.retarget(src, photo, reference=motion.neutral_reference(photo))[0]
+    iod = float(np.linalg.norm(src[45] - src[36]))
+    assert np.abs(out - src).max() < 0.03 * iod
+
+
 def test_retarget_absolute_uses_driver_shape() -> None:
     src = portrait()
     driver = np.stack([similar(FACE, 0.7, -5, (40, 10)), open_mouth(similar(FACE, 0.75, 0, (45, 10)), 6)])

@@ -149,7 +149,7 @@ def test_gif_frames_read_back_once_each_at_30_fps(tmp_path):
     assert levels == sorted(set(levels)) and len(levels) == 7
 
 
-@pytest.mark.parametrize("name", ["out.avi", "out", "out.png"])
+@pytest.mark.parametrize("name", ["out.avi", "out", "out.tiff"])
 def test_unknown_output_format_fails_before_any_work(tmp_path, name):
     with pytest.raises(InputError, match="unsupported output format") as err:
         video.VideoWriter(tmp_path / name, 25, (64, 64))

@@ -27,12 +27,12 @@ from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import video
+from . import still, video
 from .console import EXIT_INTERRUPTED, Reporter
 from .errors import InputError
 from .group import PORTRAIT_ERRORS, animate_group
 from .pipeline import AnimateResult, Pipeline
-from .types import Motion, RenderConfig
+from .types import STILL_FORMATS, Motion, RenderConfig
 from .video_source import animate_video, is_video, settings_problem
 
 __all__ = ["PORTRAIT_ERRORS", "Shard", "ok_line", "output_names", "run_batch", "shard_of"]
@@ -163,6 +163,8 @@ def run_batch(
         torch.set_num_threads(threads)  # asked for; otherwise this process keeps torch's default
     pipeline.load_renderer()  # bad weights fail here, before a long driver analysis and before workers start
     driving = report.analyse(pipeline, driver)
+    if suffix in STILL_FORMATS:  # one error for the batch, not one per portrait
+        still.check_frames(Path(driver), min(config.max_frames or driving.n_frames, driving.n_frames))
     failed = 0
     with report.bar("portraits", len(todo)) as step:
         if executor is not None:  # executor hook: --ray

@@ -322,10 +322,11 @@ def animate(
             raise typer.BadParameter(
                 "drives every face of one picture: give one SOURCE", param_hint="--faces"
             )
-        from . import video
+        from . import still, video
         from .video_source import is_video
 
         video.check_output(output, overwrite)
+        still.check_driver(output, driver, max_frames)
         _check_audio(config, output.suffix)
         if any(is_video(path) for path in sources):
             _check_video_source(sources, config, policy)
@@ -487,7 +488,12 @@ def batch(
         bool, typer.Option(help="Skip portraits whose output already exists as a readable video.")
     ] = False,
     out_format: Annotated[
-        str, typer.Option("--format", metavar="mp4|mov|mkv|webm|gif", help="The outputs' container.")
+        str,
+        typer.Option(
+            "--format",
+            metavar="mp4|mov|mkv|webm|gif|png|jpg|webp",
+            help="The outputs' container; a still image (png, jpg, webp) takes a photo as the driver.",
+        ),
     ] = "mp4",
     quiet: Quiet = False,
     as_json: AsJson = False,

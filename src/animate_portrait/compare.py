@@ -15,6 +15,7 @@ from PIL import Image
 
 from . import video
 from .sketch import draw_sketch
+from .still import StillWriter
 from .types import Motion
 
 
@@ -58,7 +59,7 @@ class DriverPanels:
 class SideBySideWriter:
     """A VideoWriter whose frames get the driver's panel on their left; the same interface."""
 
-    def __init__(self, writer: video.VideoWriter, panels: DriverPanels) -> None:
+    def __init__(self, writer: video.VideoWriter | StillWriter, panels: DriverPanels) -> None:
         self.writer = writer
         self.panels = panels
 

@@ -133,8 +133,9 @@ class Reporter:
             self.info(f"{driver}: several faces seen; following the largest")
         if driving.n_frames == 1 and pipeline.config.relative and role == "driver":
             self.info(
-                f"{driver}: one frame, so relative motion has no change to carry over and the portrait stays "
-                "as it is; --absolute takes this face's expression (and some of its shape)"
+                f"{driver}: one frame: the portrait takes its mouth, measured against the same face with the "
+                "mouth closed, and keeps its own pose and eyes (--absolute: this face's whole expression "
+                "and shape)"
             )
         if driving.gaze is None and pipeline.follows_gaze and role == "driver":
             old = Path(driver).suffix.lower() == ".npz"

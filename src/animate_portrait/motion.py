@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from functools import cache
 from itertools import chain
 from pathlib import Path
 
@@ -32,6 +33,19 @@ _LOWER = np.array([67, 66, 65, 41, 40, 47, 46])
 MOUTH_REGION = np.r_[5:12, 48:68]
 EYE_REGION = np.array([37, 38, 40, 41, 43, 44, 46, 47])
 NEUTRAL_MOUTH_PERCENTILE = 5.0
+# A one-frame driver (a photo) has no resting face of its own: photo_reference closes its mouth and moves
+# its mouth and chin this share of the way to the average resting face's (assets/neutral_face.txt).
+# Chosen among 0, 0.25, 0.5 and 1 on training and `wide` clips, a frame at a time against the same frame
+# inside its video (docs/RESULTS.md, "A photo as the driver").
+PHOTO_TEMPLATE_SHARE = 0.25
+# How far each point of the mouth and chin rises when photo_reference closes a mouth, as a share of the
+# inner lips' gap: the lower lip all of it, the corners half, the chin less towards the jaw's sides.
+_CLOSING = {
+    **dict.fromkeys((55, 56, 57, 58, 59, 65, 66, 67, 7, 8, 9), 1.0),
+    **dict.fromkeys((48, 54, 60, 64), 0.5),
+    **dict.fromkeys((6, 10), 0.75),
+    **dict.fromkeys((5, 11), 0.4),
+}
 # What each --region takes from the driver (LivePortrait's animation_region): the head's pose, and the
 # expression change of which points. "eyes" takes the brows too: they move with a blink and a stare.
 REGIONS = {
@@ -257,6 +271,12 @@ def in_pose_of(face: np.ndarray, posed: np.ndarray) -> np.ndarray:
     return _points(a * _complex(face) + b)
 
 
+def _down(face: np.ndarray) -> complex:
+    """The unit direction perpendicular to the eyes' line, towards the mouth, of one face (68,) complex."""
+    eye_line = face[42:48].mean() - face[36:42].mean()
+    return 1j * eye_line / max(abs(eye_line), 1e-6)
+
+
 def _gaps(x: np.ndarray, down: complex) -> np.ndarray:
     """Lower minus upper lip/lid position along the face's `down` direction (> 0: open)."""
     return ((x[..., _LOWER] - x[..., _UPPER]) * np.conj(down)).real
@@ -290,8 +310,11 @@ def neutral_reference(points: np.ndarray, found: np.ndarray | None = None) -> np
     (the 5th percentile of opening, not the minimum, which a detector glitch can set) and the eyes
     from a frame where they are as open as usual (the median), each moved into frame 0's pose.
     `found`: frames where a face was really detected (gap-filled frames are guesses); default all.
+    A one-frame driver has no other frame to take them from: photo_reference.
     """
     points = np.asarray(points, np.float32)
+    if len(points) == 1:
+        return photo_reference(points[0])
     found = np.ones(len(points), bool) if found is None else np.asarray(found, bool)
     if not found.any():
         found = np.ones(len(points), bool)
@@ -305,6 +328,35 @@ def neutral_reference(points: np.ndarray, found: np.ndarray | None = None) -> np
         a, b = similarity(d[t][STABLE], d[0][STABLE])  # frame t's pose -> frame 0's
         reference[region] = a * d[t][region] + b
     return _points(reference)
+
+
+def photo_reference(face: np.ndarray, share: float = PHOTO_TEMPLATE_SHARE) -> np.ndarray:
+    """A resting face (68, 2) for a one-frame driver, whose own resting face was never seen (a photo).
+
+    LivePortrait measures a driving image's expression against an average neutral template; landmarks
+    also hold a face's shape, so the average alone would read a wide or thick mouth as an expression.
+    Here the photo's own mouth is closed (the lower lip and chin lifted by the inner lips' gap, _CLOSING)
+    and then moved `share` of the way to the average resting face's mouth and chin, in the photo's pose:
+    its opening carries over in full, a smile in part. The eyes and brows are the photo's own: an average
+    would read small eyes as a squint.
+    """
+    face = np.asarray(face, np.float32)
+    z = _complex(face)
+    down = _down(z)
+    gap = max(0.0, float(_gaps(z, down)[:3].mean()))  # the inner lips' pairs come first in _UPPER/_LOWER
+    lift = np.zeros(N_POINTS)
+    lift[list(_CLOSING)] = list(_CLOSING.values())
+    closed = z - gap * down * lift
+    average = _complex(in_pose_of(_average_resting_face(), face))
+    closed[MOUTH_REGION] += share * (average[MOUTH_REGION] - closed[MOUTH_REGION])
+    return _points(closed)
+
+
+@cache
+def _average_resting_face() -> np.ndarray:
+    from importlib import resources
+
+    return np.loadtxt(str(resources.files("animate_portrait.assets") / "neutral_face.txt"), np.float32)
 
 
 def limit_travel(travel: np.ndarray, limit: float) -> np.ndarray:
@@ -367,8 +419,7 @@ def retarget(
     expression = expression * kept
     if not with_pose:  # the head stays as the portrait holds it: no rotation, scale or travel
         a, b = np.ones_like(a), np.zeros_like(b)
-    eye_line = s[42:48].mean() - s[36:42].mean()
-    down = 1j * eye_line / max(abs(eye_line), 1e-6)  # perpendicular to the eyes, towards the mouth
+    down = _down(s)
     # Floor at the portrait's own gap when that is negative (a detector quirk on closed mouths), so
     # an identity driver returns the portrait's landmarks unchanged.
     x = _keep_apart(s + r_a * expression, down, np.minimum(_gaps(s, down), 0))

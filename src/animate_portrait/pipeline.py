@@ -2,6 +2,7 @@
 
     sources ─► landmarks ─► crop ─┐
     driver ──► Motion ─► retarget ┴► Renderer (+ mouth) ─► gaze ─► detail ─► paste back ─► VideoWriter
+                                                                        (a photo driver: StillWriter)
 
 Everything after `analyse` streams in small batches: memory does not grow with the video's length.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import detail, face, gaze, motion, video
+from . import detail, face, gaze, motion, still, video
 from .compare import DriverPanels, SideBySideWriter
 from .engines import Renderer, get_renderer
 from .engines.base import Traced, rendered
@@ -31,7 +32,8 @@ MAX_PORTRAIT_SIDE = 3840
 RENDER_BATCH = 8
 
 Progress = Callable[[int], None]  # called with the number of frames just finished
-VideoOut = video.VideoWriter | SideBySideWriter  # what Pipeline.video_writer gives: the same interface
+VideoFile = video.VideoWriter | still.StillWriter
+VideoOut = VideoFile | SideBySideWriter  # what Pipeline.video_writer gives: the same interface
 
 
 @dataclass(frozen=True)
@@ -352,7 +354,11 @@ class Pipeline:
             DriverPanels(driving, size[1], cfg.max_frames or driving.n_frames) if cfg.side_by_side else None
         )
         wide = size if panels is None else (size[0] + panels.width, size[1])
-        writer = video.VideoWriter(output, driving.fps, wide, self.audio_source(driving), cfg.overwrite)
+        if still.is_still(output):
+            n = min(cfg.max_frames or driving.n_frames, driving.n_frames)
+            writer: VideoFile = still.StillWriter(output, wide, n, cfg.overwrite)
+        else:
+            writer = video.VideoWriter(output, driving.fps, wide, self.audio_source(driving), cfg.overwrite)
         return writer if panels is None else SideBySideWriter(writer, panels)
 
     def audio_source(self, driving: Motion) -> Path | None:

@@ -162,8 +162,18 @@ OUTPUT_FORMATS = {
     ".mkv": "h264",
     ".webm": "vp9",
     ".gif": "gif",
+    ".png": "still",
+    ".jpg": "still",
+    ".jpeg": "still",
+    ".webp": "still",
 }
-OUTPUT_HELP = "Output video: .mp4, .mov, .mkv (H.264 + AAC), .webm (VP9 + Opus) or .gif (no sound)."
+# The still images (still.StillWriter, for a one-frame driver), with Pillow's name for each format.
+STILL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+assert all(OUTPUT_FORMATS[s] == "still" for s in STILL_FORMATS)
+OUTPUT_HELP = (
+    "Output video: .mp4, .mov, .mkv (H.264 + AAC), .webm (VP9 + Opus) or .gif (no sound); or, with a photo "
+    "as the driver, a still image: .png, .jpg, .webp."
+)
 
 
 def face_extent(points: np.ndarray) -> float:

@@ -283,8 +283,8 @@ def output_format(path: Path) -> str:
 
 
 def has_sound(path: Path) -> bool:
-    """Whether an output of this name can carry the driver's audio (GIF can't)."""
-    return output_format(path) != "gif"
+    """Whether an output of this name can carry the driver's audio (GIF and still images can't)."""
+    return output_format(path) not in ("gif", "still")
 
 
 def check_output(path: Path, overwrite: bool) -> None:
@@ -328,6 +328,8 @@ class VideoWriter:
         self.path = Path(path)
         check_output(self.path, overwrite)
         self.format = output_format(self.path)
+        if self.format == "still":
+            raise ValueError(f"{self.path}: a still image is written by still.StillWriter")
         self.fps = _snap_fps(float(fps))
         self.size = (int(size[0]), int(size[1]))
         self.out_size = (self.size[0] + self.size[0] % 2, self.size[1] + self.size[1] % 2)
