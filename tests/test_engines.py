@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from animate_portrait import motion
-from animate_portrait.engines import Renderer, StaticRenderer, WarpRenderer, get_renderer
+from animate_portrait.engines import Renderer, StaticRenderer, WarpRenderer, get_renderer, paints_mouth
 from animate_portrait.engines.mouth import MouthFilled
 from animate_portrait.engines.warp import eval_tps, fit_tps
 from animate_portrait.errors import InputError
@@ -63,6 +63,12 @@ def test_registry() -> None:
     assert isinstance(filled, Renderer)
     with pytest.raises(InputError, match="unknown engine"):
         get_renderer("magic", SIZE, "cpu", None)
+
+
+def test_the_engines_that_move_the_face_are_painted_unless_no_mouth() -> None:
+    assert paints_mouth("warp") and paints_mouth("neural")
+    assert not paints_mouth("warp", False) and not paints_mouth("neural", False)
+    assert not paints_mouth("static") and not paints_mouth("static", True)  # static never moves a lip
 
 
 def test_neural_unavailable_is_a_clear_input_error(monkeypatch) -> None:

@@ -61,6 +61,20 @@ def make_portraits(folder: Path, astronaut: np.ndarray) -> list[Path]:
     return paths
 
 
+def test_the_neural_engine_is_painted_unless_no_mouth(tiny) -> None:
+    """get_renderer and the pipeline answer by the one rule (engines.paints_mouth)."""
+    from animate_portrait.engines import get_renderer
+    from animate_portrait.engines.mouth import MouthFilled
+
+    assert isinstance(get_renderer("neural", SIZE, "cpu", tiny), MouthFilled)
+    assert isinstance(get_renderer("neural", SIZE, "cpu", tiny, mouth=False), NeuralRenderer)
+    config = RenderConfig(size=SIZE, engine="neural", device="cpu", weights=tiny)
+    for mouth in (True, False):
+        pipeline = Pipeline(replace(config, mouth=mouth))
+        assert pipeline.paints_mouth is mouth
+        assert isinstance(pipeline.renderer, MouthFilled) is mouth
+
+
 @pytest.fixture(scope="module")
 def leads(tiny: Path, portraits: list[Path]) -> list[SourceFace]:
     pipeline = Pipeline(RenderConfig(size=SIZE, engine="neural", device="cpu", weights=tiny))

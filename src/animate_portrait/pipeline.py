@@ -18,7 +18,7 @@ import numpy as np
 
 from . import detail, face, gaze, motion, still, video
 from .compare import DriverPanels, SideBySideWriter
-from .engines import Renderer, get_renderer
+from .engines import Renderer, get_renderer, paints_mouth
 from .engines.base import Traced, rendered
 from .engines.mouth import profiles_arg
 from .errors import InputError, NoFaceError
@@ -111,7 +111,7 @@ class Pipeline:
                 cfg.weights,
                 precision=self.precision,
                 compile=self.compile,
-                mouth=cfg.mouth,
+                mouth=self.paints_mouth,
             )
         return self._renderer
 
@@ -214,9 +214,8 @@ class Pipeline:
 
     @property
     def paints_mouth(self) -> bool:
-        """Whether the renderer paints the mouth's interior (engines/mouth.py): --mouth, on the engines that
-        move the face (as `get_renderer` wraps them)."""
-        return self.config.mouth and self.config.engine != "static"
+        """Whether the renderer paints the mouth's interior (engines/mouth.py; engines.paints_mouth)."""
+        return paints_mouth(self.config.engine, self.config.mouth)
 
     def mouth_profiles(self, driving: Motion) -> np.ndarray | None:
         """(T, 2, R) what the driver's mouth shows when open (engines/mouth.py), for a renderer that paints

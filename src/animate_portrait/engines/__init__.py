@@ -17,7 +17,13 @@ from .warp import WarpRenderer
 
 ENGINES = ("static", "warp", "neural")
 
-__all__ = ["ENGINES", "Renderer", "StaticRenderer", "WarpRenderer", "get_renderer"]
+__all__ = ["ENGINES", "Renderer", "StaticRenderer", "WarpRenderer", "get_renderer", "paints_mouth"]
+
+
+def paints_mouth(engine: str, mouth: bool = True) -> bool:
+    """Whether `engine`'s frames get the mouth interior painted (engines/mouth.py) under --mouth: the
+    engines that move the face. The one rule for get_renderer, the pipeline and evaluate."""
+    return mouth and engine != "static"
 
 
 def get_renderer(
@@ -40,7 +46,7 @@ def get_renderer(
     if name == "static":
         return StaticRenderer(size)
     if name == "warp":
-        return _with_mouth(WarpRenderer(size, device), mouth)
+        return _with_mouth(WarpRenderer(size, device), paints_mouth(name, mouth))
     if name == "neural":
         try:
             from .neural import NeuralRenderer
@@ -49,7 +55,7 @@ def get_renderer(
         neural = NeuralRenderer(
             size=size, device=device, weights=weights, precision=precision, compile=compile
         )
-        return _with_mouth(neural, mouth)
+        return _with_mouth(neural, paints_mouth(name, mouth))
     raise InputError(None, f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
 
 

@@ -58,13 +58,14 @@ class RendererFactory:
     mouth_interior: str = "painted"  # what a painted opening shows (engines/mouth.py), as `animate`'s
 
     def make(self, setup: Setup) -> Renderer:
-        from ..engines import get_renderer
+        from ..engines import get_renderer, paints_mouth
 
         if setup.variant not in VARIANTS:
             raise ValueError(f"unknown variant {setup.variant!r}")
         if setup.variant == "fine-tuned" and setup.engine != "neural":
             raise ValueError(f"only the neural engine can be fine-tuned, not {setup.engine!r}")
-        return get_renderer(setup.engine, self.size, self.device, self.weights, mouth=self.mouth)
+        mouth = paints_mouth(setup.engine, self.mouth)
+        return get_renderer(setup.engine, self.size, self.device, self.weights, mouth=mouth)
 
     def prepared(self, setup: Setup, sources: list[SourceFace]) -> tuple[Renderer, dict[str, float]]:
         """A renderer ready for `setup` on its K sources (fine-tuned first when the setup says so), and
