@@ -164,7 +164,7 @@ def run_batch(
     pipeline.load_renderer()  # bad weights fail here, before a long driver analysis and before workers start
     driving = report.analyse(pipeline, driver)
     if suffix in STILL_FORMATS:  # one error for the batch, not one per portrait
-        still.check_frames(Path(driver), min(config.max_frames or driving.n_frames, driving.n_frames))
+        still.check_frames(Path(driver), pipeline.frames_used(driving))
     failed = 0
     with report.bar("portraits", len(todo)) as step:
         if executor is not None:  # executor hook: --ray

@@ -340,9 +340,7 @@ def animate(
         policy.load(pipeline)  # a bad person file fails now, before the driver's analysis
         driving = report.analyse(pipeline, driver)
         loaded = policy.apply(pipeline, sources, report.bar, report.info)
-        with report.bar(
-            "rendering", driving.n_frames if not max_frames else min(max_frames, driving.n_frames)
-        ) as step:
+        with report.bar("rendering", pipeline.frames_used(driving)) as step:
             result = pipeline.animate(
                 sources, driving, output, progress=step, warn=report.info, loaded=loaded
             )
@@ -369,7 +367,7 @@ def _animate_video(
     source_motion = report.analyse(pipeline, source, role="source")
     driving = report.analyse(pipeline, driver)
     shown = source_frames(source_motion, driving, pipeline.config.max_frames)
-    if len(shown) < min(driving.n_frames, pipeline.config.max_frames or driving.n_frames):
+    if len(shown) < pipeline.frames_used(driving):
         report.info(f"{source}: shorter than the driver; the output stops after {len(shown)} frames")
     with report.bar("rendering", len(shown)) as step:
         return animate_video(pipeline, source, source_motion, driving, output, progress=step, shown=shown)

@@ -173,6 +173,10 @@ class Pipeline:
         return motion.analyse_driver(driver, self.detector, self.config.max_frames, on_frame)
 
     # --- the run ------------------------------------------------------------------------------
+    def frames_used(self, driving: Motion) -> int:
+        """How many of the driver's frames the output gets: all, or the first --max-frames."""
+        return min(self.config.max_frames or driving.n_frames, driving.n_frames)
+
     def targets(self, leads: Sequence[SourceFace], driving: Motion) -> Iterator[np.ndarray]:
         """(P, t, 68, 2) crop px: the driver's frames (up to --max-frames) retargeted onto each portrait,
         RENDER_BATCH frames at a time so memory stays flat in video length. Relative motion is measured
@@ -354,8 +358,7 @@ class Pipeline:
         )
         wide = size if panels is None else (size[0] + panels.width, size[1])
         if still.is_still(output):
-            n = min(cfg.max_frames or driving.n_frames, driving.n_frames)
-            writer: VideoFile = still.StillWriter(output, wide, n, cfg.overwrite)
+            writer: VideoFile = still.StillWriter(output, wide, self.frames_used(driving), cfg.overwrite)
         else:
             writer = video.VideoWriter(output, driving.fps, wide, self.audio_source(driving), cfg.overwrite)
         return writer if panels is None else SideBySideWriter(writer, panels)
