@@ -107,10 +107,11 @@ def test_batch_writes_still_images_from_a_photo_and_refuses_a_video(
 ):
     second = tmp_path / "second.png"
     second.write_bytes(astronaut_png.read_bytes())
-    args = ["batch", astronaut_png, second, "--output-dir", tmp_path / "out", "--format", "jpg", "-q"]
-    ran = run_cli([*args, "-d", open_mouth_photo], capsys, monkeypatch)
+    args = ["batch", astronaut_png, second, "--format", "jpg", "-q"]
+    ran = run_cli([*args, "-d", open_mouth_photo, "--output-dir", tmp_path / "out"], capsys, monkeypatch)
     assert ran.code == 0, ran.err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["astronaut.jpg", "second.jpg"]
     ran = run_cli([*args, "-d", driver.path, "--output-dir", tmp_path / "out2"], capsys, monkeypatch)
-    assert ran.code == 1 and "a still image holds one frame" in ran.err
+    assert ran.code == 1, ran.err
+    assert f"{driver.path}: a still image holds one frame, and the driver gives {driver.n_frames}" in ran.err
     assert not (tmp_path / "out2").exists() or list((tmp_path / "out2").iterdir()) == []
