@@ -181,7 +181,7 @@ class Pipeline:
         """(P, t, 68, 2) crop px: the driver's frames (up to --max-frames) retargeted onto each portrait,
         RENDER_BATCH frames at a time so memory stays flat in video length. Relative motion is measured
         against the driver's neutral face (motion.neutral_reference), found once over all its frames."""
-        n = self.config.max_frames or len(driving.points)
+        n = self.frames_used(driving)
         points = driving.points[:n]
         neutral = motion.neutral_reference(points, driving.found[:n])
         for start in range(0, len(points), RENDER_BATCH):
@@ -213,8 +213,7 @@ class Pipeline:
         `follows_gaze`, or a driver without gaze (its eyes never read, or a motion file from before)."""
         if not self.follows_gaze or driving.gaze is None:
             return None
-        n = self.config.max_frames or len(driving.points)
-        return gaze.gaze_changes(driving.gaze[:n])
+        return gaze.gaze_changes(driving.gaze[: self.frames_used(driving)])
 
     @property
     def paints_mouth(self) -> bool:
@@ -227,7 +226,7 @@ class Pipeline:
         static), or the driver's mouth was never read."""
         if not self.paints_mouth or self.config.mouth_interior != "driver" or driving.mouth is None:
             return None
-        return driving.mouth[: self.config.max_frames or len(driving.points)]
+        return driving.mouth[: self.frames_used(driving)]
 
     def moves(self, leads: Sequence[SourceFace], driving: Motion) -> Iterator[Chunk]:
         """`targets` chunk by chunk, each with what moves the leads' irises over its frames and what their
@@ -352,13 +351,11 @@ class Pipeline:
     def video_writer(self, output: Path, driving: Motion, size: tuple[int, int]) -> VideoOut:
         """The output's writer for frames of `size` (w, h): the driver's frame rate and soundtrack, and
         with --side-by-side the driver's frame on the left (the video is then that much wider)."""
-        cfg = self.config
-        panels = (
-            DriverPanels(driving, size[1], cfg.max_frames or driving.n_frames) if cfg.side_by_side else None
-        )
+        cfg, n = self.config, self.frames_used(driving)
+        panels = DriverPanels(driving, size[1], n) if cfg.side_by_side else None
         wide = size if panels is None else (size[0] + panels.width, size[1])
         if still.is_still(output):
-            writer: VideoFile = still.StillWriter(output, wide, self.frames_used(driving), cfg.overwrite)
+            writer: VideoFile = still.StillWriter(output, wide, n, cfg.overwrite)
         else:
             writer = video.VideoWriter(output, driving.fps, wide, self.audio_source(driving), cfg.overwrite)
         return writer if panels is None else SideBySideWriter(writer, panels)
